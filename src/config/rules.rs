@@ -1,0 +1,165 @@
+//! `rules`: which requests a rule applies to and what it demands of them.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{ConfigError, JsonPath};
+use crate::policy::{Matcher, Mode, Rule};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub name: Option<String>,
+    #[serde(rename = "match")]
+    pub matcher: RawMatch,
+    pub mode: Option<Mode>,
+    pub auth: Option<Value>,
+    pub scopes: Option<Value>,
+    pub rate_limit: Option<Value>,
+    pub body: Option<Value>,
+    pub threats: Option<Value>,
+    pub ip: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    /// Path prefix, compared byte for byte as Envoy's route `prefix` is.
+    pub prefix: Option<String>,
+    /// Exact path (query excluded).
+    pub path: Option<String>,
+    /// HTTP methods; empty or absent means any.
+    #[serde(default)]
+    pub methods: Vec<String>,
+}
+
+pub fn compile(raw: &[RawRule], path: &JsonPath) -> Result<Vec<Rule>, ConfigError> {
+    let mut rules = Vec::with_capacity(raw.len());
+    for (index, raw_rule) in raw.iter().enumerate() {
+        let at = path.index(index);
+        let rule = compile_rule(raw_rule, index, &at)?;
+        if rules.iter().any(|r: &Rule| r.name == rule.name) {
+            return Err(at.key("name").error(format!(
+                "duplicate rule name `{}`; rule names must be unique",
+                rule.name
+            )));
+        }
+        rules.push(rule);
+    }
+    Ok(rules)
+}
+
+fn compile_rule(raw: &RawRule, index: usize, at: &JsonPath) -> Result<Rule, ConfigError> {
+    for (key, present) in [
+        ("auth", raw.auth.is_some()),
+        ("scopes", raw.scopes.is_some()),
+        ("rate_limit", raw.rate_limit.is_some()),
+        ("body", raw.body.is_some()),
+        ("threats", raw.threats.is_some()),
+        ("ip", raw.ip.is_some()),
+    ] {
+        if present {
+            return Err(ConfigError::not_supported(at.key(key).as_str()));
+        }
+    }
+    let name = match &raw.name {
+        Some(name) => {
+            if name.is_empty() || name.len() > 128 || !name.chars().all(is_name_char) {
+                return Err(at.key("name").error(
+                    "expected 1 to 128 characters of letters, digits, '-', '_', '.' or ':'",
+                ));
+            }
+            name.clone()
+        }
+        None => format!("rules[{index}]"),
+    };
+    let matcher = compile_match(&raw.matcher, &at.key("match"))?;
+    Ok(Rule {
+        name,
+        matcher,
+        mode: raw.mode,
+    })
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')
+}
+
+fn compile_match(raw: &RawMatch, at: &JsonPath) -> Result<Matcher, ConfigError> {
+    let path = match (&raw.prefix, &raw.path) {
+        (Some(_), Some(_)) => {
+            return Err(at.error("give either `prefix` or `path`, not both"));
+        }
+        (None, None) => {
+            return Err(at.error("expected `prefix` or `path`; use \"prefix\": \"/\" to match every request"));
+        }
+        (Some(prefix), None) => {
+            check_path(prefix, &at.key("prefix"))?;
+            crate::policy::PathMatch::Prefix(prefix.clone())
+        }
+        (None, Some(exact)) => {
+            check_path(exact, &at.key("path"))?;
+            crate::policy::PathMatch::Exact(exact.clone())
+        }
+    };
+    let mut methods = Vec::with_capacity(raw.methods.len());
+    for (i, method) in raw.methods.iter().enumerate() {
+        if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(at
+                .key("methods")
+                .index(i)
+                .error("expected an upper-case HTTP method such as \"GET\""));
+        }
+        if !methods.contains(method) {
+            methods.push(method.clone());
+        }
+    }
+    Ok(Matcher { path, methods })
+}
+
+fn check_path(value: &str, at: &JsonPath) -> Result<(), ConfigError> {
+    if !value.starts_with('/') {
+        return Err(at.error("expected a path starting with '/'"));
+    }
+    if value.contains('?') || value.contains('#') {
+        return Err(at.error("paths are matched without the query; remove '?' or '#'"));
+    }
+    if value.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err(at.error("expected a path without spaces or control characters"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::compile;
+
+    fn refusal(json: &str) -> String {
+        match compile(json.as_bytes()) {
+            Ok(_) => panic!("accepted: {json}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn bad_rules_are_refused_with_their_path() {
+        let table = [
+            (r#"{"rules":[{}]}"#, "rules[0]: missing field `match`"),
+            (r#"{"rules":[{"match":{}}]}"#, "rules[0].match: expected `prefix` or `path`"),
+            (r#"{"rules":[{"match":{"prefix":"/a","path":"/a"}}]}"#, "rules[0].match: give either"),
+            (r#"{"rules":[{"match":{"prefix":"a"}}]}"#, "rules[0].match.prefix: expected a path"),
+            (r#"{"rules":[{"match":{"path":"/a?b"}}]}"#, "rules[0].match.path: paths are matched"),
+            (r#"{"rules":[{"match":{"prefix":"/","methods":["get"]}}]}"#, "rules[0].match.methods[0]: expected an upper-case"),
+            (r#"{"rules":[{"match":{"prefix":"/"},"name":"a b"}]}"#, "rules[0].name: expected 1 to 128"),
+            (r#"{"rules":[{"match":{"prefix":"/"},"name":"a"},{"match":{"prefix":"/"},"name":"a"}]}"#, "rules[1].name: duplicate rule name"),
+            (r#"{"rules":[{"match":{"prefix":"/"},"mode":"loud"}]}"#, "rules[0].mode: unknown variant `loud`"),
+            (r#"{"rules":[{"match":{"prefix":"/"},"auth":["x"]}]}"#, "rules[0].auth: not supported yet"),
+            (r#"{"rules":[{"match":{"prefix":"/"},"body":{}}]}"#, "rules[0].body: not supported yet"),
+            (r#"{"rules":"x"}"#, "rules: expected a sequence"),
+        ];
+        for (json, want) in table {
+            let got = refusal(json);
+            assert!(got.starts_with(want), "config {json}: got {got:?}, want prefix {want:?}");
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! Envoy counters: one per decision and reason, visible at `/stats/prometheus` as
+//! `envoy_wasmcustom_api_guard_<action>_<reason>` (and `..._allow`).
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MetricType;
+
+use crate::policy::{Decision, Reason};
+
+pub struct Metrics {
+    allow: Option<u32>,
+    /// Indexed like [`Reason::ALL`].
+    deny: Vec<Option<u32>>,
+    dry_run: Vec<Option<u32>>,
+}
+
+impl Metrics {
+    /// Defines every counter up front so that zeros are visible before the first denial.
+    pub fn define() -> Self {
+        let counter = |name: String| hostcalls::define_metric(MetricType::Counter, &name).ok();
+        Metrics {
+            allow: counter("api_guard.allow".into()),
+            deny: Reason::ALL
+                .iter()
+                .map(|r| counter(format!("api_guard.deny.{}", r.code())))
+                .collect(),
+            dry_run: Reason::ALL
+                .iter()
+                .map(|r| counter(format!("api_guard.dry_run.{}", r.code())))
+                .collect(),
+        }
+    }
+
+    pub fn count(&self, decision: &Decision) {
+        let id = match decision.denial() {
+            None => self.allow,
+            Some(denial) => {
+                let table = if decision.dry_run { &self.dry_run } else { &self.deny };
+                Reason::ALL
+                    .iter()
+                    .position(|r| *r == denial.reason)
+                    .and_then(|i| table.get(i).copied().flatten())
+            }
+        };
+        if let Some(id) = id {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+}

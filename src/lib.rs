@@ -1,0 +1,13 @@
+//! api-guard: an Envoy HTTP filter (proxy-wasm) that secures APIs in one pass.
+//!
+//! The crate has two halves (see DESIGN.md):
+//! - the core (`config` and `policy`): plain Rust with no proxy-wasm types, compiled and
+//!   unit-tested natively;
+//! - the shell (`filter`): the only code that talks to Envoy through proxy-wasm host calls,
+//!   compiled only for wasm32.
+
+pub mod config;
+pub mod policy;
+
+#[cfg(target_arch = "wasm32")]
+mod filter;

@@ -1,0 +1,237 @@
+//! Response header hardening (OWASP Secure Headers Project values), stack-revealing header
+//! removal, and the `require_https` check.
+
+use serde::Deserialize;
+
+/// A preset of response security headers.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    /// Headers for JSON APIs (default).
+    #[default]
+    Api,
+    /// `api` plus cross-origin isolation, a deny-all Permissions-Policy and no caching at all.
+    Strict,
+    /// No preset headers; `response_set` and `response_remove` still apply.
+    Off,
+}
+
+/// What to do with a request that did not arrive over HTTPS (per `x-forwarded-proto`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum HttpsPolicy {
+    #[default]
+    Off,
+    /// 403 problem+json `https_required`.
+    Reject,
+    /// 308 to the same URL with `https://` (the method and body are kept).
+    Redirect,
+}
+
+/// One change to a response header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderAction {
+    /// Replace any value the upstream sent.
+    Set(String, String),
+    /// Add only when the upstream sent none (keeps an upstream's deliberate choice).
+    SetIfAbsent(String, String),
+    Remove(String),
+}
+
+/// Headers that reveal the server stack (OWASP Secure Headers Project, headers_remove list).
+pub const DEFAULT_REMOVE: &[&str] = &[
+    "server",
+    "x-powered-by",
+    "x-aspnet-version",
+    "x-aspnetmvc-version",
+    "x-generator",
+    "x-runtime",
+    "x-version",
+    "x-powered-cms",
+    "x-drupal-cache",
+    "x-drupal-dynamic-cache",
+    "x-varnish",
+    "x-backend-server",
+    "x-server",
+    "x-sourcemap",
+    "sourcemap",
+    "liferay-portal",
+    "x-nextjs-cache",
+    "x-php-version",
+];
+
+const API: &[(&str, &str)] = &[
+    ("strict-transport-security", "max-age=31536000; includeSubDomains"),
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("content-security-policy", "default-src 'none'; frame-ancestors 'none'"),
+    ("referrer-policy", "no-referrer"),
+    ("cross-origin-resource-policy", "same-origin"),
+    ("x-permitted-cross-domain-policies", "none"),
+];
+
+const STRICT_EXTRA: &[(&str, &str)] = &[
+    ("cross-origin-opener-policy", "same-origin"),
+    ("cross-origin-embedder-policy", "require-corp"),
+    (
+        "permissions-policy",
+        "accelerometer=(), autoplay=(), camera=(), display-capture=(), encrypted-media=(), \
+         fullscreen=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), midi=(), \
+         payment=(), picture-in-picture=(), publickey-credentials-get=(), screen-wake-lock=(), \
+         sync-xhr=(), usb=(), web-share=(), xr-spatial-tracking=()",
+    ),
+    ("x-dns-prefetch-control", "off"),
+];
+
+/// The compiled `headers` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hardening {
+    /// In order: removals, then sets; applied to every response.
+    actions: Vec<HeaderAction>,
+    /// What a local reply (a denial) carries: every header the actions set.
+    local_reply: Vec<(String, String)>,
+    pub require_https: HttpsPolicy,
+}
+
+impl Hardening {
+    pub fn new(
+        profile: Profile,
+        overrides: Vec<(String, String)>,
+        remove: Option<Vec<String>>,
+        require_https: HttpsPolicy,
+    ) -> Self {
+        let mut actions = Vec::new();
+        let remove: Vec<String> =
+            remove.unwrap_or_else(|| DEFAULT_REMOVE.iter().map(|s| s.to_string()).collect());
+        for name in remove {
+            actions.push(HeaderAction::Remove(name));
+        }
+        let mut preset: Vec<(&str, &str)> = Vec::new();
+        match profile {
+            Profile::Off => {}
+            Profile::Api => preset.extend_from_slice(API),
+            Profile::Strict => {
+                preset.extend_from_slice(API);
+                preset.extend_from_slice(STRICT_EXTRA);
+            }
+        }
+        for (name, value) in preset {
+            if overrides.iter().any(|(n, _)| n == name) {
+                continue;
+            }
+            actions.push(HeaderAction::Set(name.to_string(), value.to_string()));
+        }
+        // Caching: an API answer is private by default, but an upstream's explicit choice
+        // stands under `api`; `strict` forbids storing any answer.
+        if !overrides.iter().any(|(n, _)| n == "cache-control") {
+            match profile {
+                Profile::Off => {}
+                Profile::Api => actions.push(HeaderAction::SetIfAbsent(
+                    "cache-control".into(),
+                    "no-store".into(),
+                )),
+                Profile::Strict => actions.push(HeaderAction::Set(
+                    "cache-control".into(),
+                    "no-store, max-age=0".into(),
+                )),
+            }
+        }
+        for (name, value) in overrides {
+            actions.push(HeaderAction::Set(name, value));
+        }
+        let local_reply = actions
+            .iter()
+            .filter_map(|a| match a {
+                HeaderAction::Set(n, v) | HeaderAction::SetIfAbsent(n, v) => {
+                    Some((n.clone(), v.clone()))
+                }
+                HeaderAction::Remove(_) => None,
+            })
+            .collect();
+        Hardening {
+            actions,
+            local_reply,
+            require_https,
+        }
+    }
+
+    /// The changes to make to every upstream response.
+    pub fn response_actions(&self) -> &[HeaderAction] {
+        &self.actions
+    }
+
+    /// The hardening headers for a response api-guard makes itself.
+    pub fn local_reply_headers(&self) -> &[(String, String)] {
+        &self.local_reply
+    }
+}
+
+impl Default for Hardening {
+    fn default() -> Self {
+        Hardening::new(Profile::Api, Vec::new(), None, HttpsPolicy::Off)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set_value<'a>(h: &'a Hardening, name: &str) -> Option<&'a str> {
+        h.local_reply_headers()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn api_profile_sets_owasp_headers_and_removes_stack_headers() {
+        let h = Hardening::default();
+        assert_eq!(set_value(&h, "x-content-type-options"), Some("nosniff"));
+        assert_eq!(set_value(&h, "x-frame-options"), Some("DENY"));
+        assert_eq!(set_value(&h, "cache-control"), Some("no-store"));
+        assert!(set_value(&h, "permissions-policy").is_none());
+        assert!(h
+            .response_actions()
+            .contains(&HeaderAction::Remove("x-powered-by".into())));
+        assert!(h.response_actions().contains(&HeaderAction::SetIfAbsent(
+            "cache-control".into(),
+            "no-store".into()
+        )));
+    }
+
+    #[test]
+    fn profiles_differ_as_documented() {
+        let strict = Hardening::new(Profile::Strict, vec![], None, HttpsPolicy::Off);
+        assert_eq!(set_value(&strict, "cross-origin-opener-policy"), Some("same-origin"));
+        assert!(strict
+            .response_actions()
+            .contains(&HeaderAction::Set("cache-control".into(), "no-store, max-age=0".into())));
+        let off = Hardening::new(Profile::Off, vec![], None, HttpsPolicy::Off);
+        assert!(off.local_reply_headers().is_empty());
+        assert!(off
+            .response_actions()
+            .contains(&HeaderAction::Remove("server".into())));
+    }
+
+    #[test]
+    fn overrides_replace_presets_and_remove_list_replaces_default() {
+        let h = Hardening::new(
+            Profile::Api,
+            vec![("x-frame-options".into(), "SAMEORIGIN".into())],
+            Some(vec!["x-custom".into()]),
+            HttpsPolicy::Off,
+        );
+        assert_eq!(set_value(&h, "x-frame-options"), Some("SAMEORIGIN"));
+        let frame_sets = h
+            .local_reply_headers()
+            .iter()
+            .filter(|(n, _)| n == "x-frame-options")
+            .count();
+        assert_eq!(frame_sets, 1);
+        assert!(!h
+            .response_actions()
+            .contains(&HeaderAction::Remove("x-powered-by".into())));
+        assert!(h
+            .response_actions()
+            .contains(&HeaderAction::Remove("x-custom".into())));
+    }
+}

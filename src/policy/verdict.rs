@@ -1,0 +1,339 @@
+//! Decisions, stable reason codes and the problem+json (RFC 9457) answer to a denial.
+
+use serde_json::{json, Map, Value};
+
+/// Why a request was denied. The codes are a public contract: never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    HttpsRequired,
+    JwtMissing,
+    JwtMalformed,
+    JwtBadSignature,
+    JwtExpired,
+    JwtNotYetValid,
+    JwtIssuer,
+    JwtAudience,
+    JwtUnknownKid,
+    JwtAlgNotAllowed,
+    JwksUnavailable,
+    InsufficientScope,
+    ApiKeyMissing,
+    ApiKeyUnknown,
+    ApiKeyExpired,
+    RateLimited,
+    BodyTooLarge,
+    MediaType,
+    BodyInvalid,
+    BodySchema,
+    ThreatSqli,
+    ThreatXss,
+    ThreatTraversal,
+    IpDenied,
+}
+
+impl Reason {
+    /// Every reason, for metrics defined up front.
+    pub const ALL: [Reason; 24] = [
+        Reason::HttpsRequired,
+        Reason::JwtMissing,
+        Reason::JwtMalformed,
+        Reason::JwtBadSignature,
+        Reason::JwtExpired,
+        Reason::JwtNotYetValid,
+        Reason::JwtIssuer,
+        Reason::JwtAudience,
+        Reason::JwtUnknownKid,
+        Reason::JwtAlgNotAllowed,
+        Reason::JwksUnavailable,
+        Reason::InsufficientScope,
+        Reason::ApiKeyMissing,
+        Reason::ApiKeyUnknown,
+        Reason::ApiKeyExpired,
+        Reason::RateLimited,
+        Reason::BodyTooLarge,
+        Reason::MediaType,
+        Reason::BodyInvalid,
+        Reason::BodySchema,
+        Reason::ThreatSqli,
+        Reason::ThreatXss,
+        Reason::ThreatTraversal,
+        Reason::IpDenied,
+    ];
+
+    /// The stable machine code, as in problem+json `reason`, logs and metrics.
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::HttpsRequired => "https_required",
+            Reason::JwtMissing => "jwt_missing",
+            Reason::JwtMalformed => "jwt_malformed",
+            Reason::JwtBadSignature => "jwt_bad_signature",
+            Reason::JwtExpired => "jwt_expired",
+            Reason::JwtNotYetValid => "jwt_not_yet_valid",
+            Reason::JwtIssuer => "jwt_issuer",
+            Reason::JwtAudience => "jwt_audience",
+            Reason::JwtUnknownKid => "jwt_unknown_kid",
+            Reason::JwtAlgNotAllowed => "jwt_alg_not_allowed",
+            Reason::JwksUnavailable => "jwks_unavailable",
+            Reason::InsufficientScope => "insufficient_scope",
+            Reason::ApiKeyMissing => "api_key_missing",
+            Reason::ApiKeyUnknown => "api_key_unknown",
+            Reason::ApiKeyExpired => "api_key_expired",
+            Reason::RateLimited => "rate_limited",
+            Reason::BodyTooLarge => "body_too_large",
+            Reason::MediaType => "media_type",
+            Reason::BodyInvalid => "body_invalid",
+            Reason::BodySchema => "body_schema",
+            Reason::ThreatSqli => "threat_sqli",
+            Reason::ThreatXss => "threat_xss",
+            Reason::ThreatTraversal => "threat_traversal",
+            Reason::IpDenied => "ip_denied",
+        }
+    }
+
+    /// The HTTP status of the answer (a redirect may replace it, see [`Denial::redirect`]).
+    pub fn status(self) -> u16 {
+        match self {
+            Reason::JwtMissing
+            | Reason::JwtMalformed
+            | Reason::JwtBadSignature
+            | Reason::JwtExpired
+            | Reason::JwtNotYetValid
+            | Reason::JwtIssuer
+            | Reason::JwtAudience
+            | Reason::JwtUnknownKid
+            | Reason::JwtAlgNotAllowed
+            | Reason::JwksUnavailable
+            | Reason::ApiKeyMissing
+            | Reason::ApiKeyUnknown
+            | Reason::ApiKeyExpired => 401,
+            Reason::HttpsRequired
+            | Reason::InsufficientScope
+            | Reason::ThreatSqli
+            | Reason::ThreatXss
+            | Reason::ThreatTraversal
+            | Reason::IpDenied => 403,
+            Reason::RateLimited => 429,
+            Reason::BodyTooLarge => 413,
+            Reason::MediaType => 415,
+            Reason::BodyInvalid | Reason::BodySchema => 400,
+        }
+    }
+
+    /// A short, fixed human summary (problem+json `title`).
+    pub fn title(self) -> &'static str {
+        match self {
+            Reason::HttpsRequired => "HTTPS is required",
+            Reason::JwtMissing => "A bearer token is required",
+            Reason::JwtMalformed => "The token is malformed",
+            Reason::JwtBadSignature => "The token signature is invalid",
+            Reason::JwtExpired => "The token has expired",
+            Reason::JwtNotYetValid => "The token is not valid yet",
+            Reason::JwtIssuer => "The token issuer is not trusted",
+            Reason::JwtAudience => "The token audience is not accepted",
+            Reason::JwtUnknownKid => "The token signing key is unknown",
+            Reason::JwtAlgNotAllowed => "The token algorithm is not allowed",
+            Reason::JwksUnavailable => "The signing keys are not available yet",
+            Reason::InsufficientScope => "The credential lacks a required scope",
+            Reason::ApiKeyMissing => "An API key is required",
+            Reason::ApiKeyUnknown => "The API key is not valid",
+            Reason::ApiKeyExpired => "The API key has expired",
+            Reason::RateLimited => "Too many requests",
+            Reason::BodyTooLarge => "The request body is too large",
+            Reason::MediaType => "The request media type is not accepted",
+            Reason::BodyInvalid => "The request body is not valid",
+            Reason::BodySchema => "The request body does not match the schema",
+            Reason::ThreatSqli => "The request looks like SQL injection",
+            Reason::ThreatXss => "The request looks like cross-site scripting",
+            Reason::ThreatTraversal => "The request looks like path traversal",
+            Reason::IpDenied => "The client address is not allowed",
+        }
+    }
+}
+
+/// A refusal: the reason plus what the answer must carry. Everything in it is produced by
+/// api-guard itself; nothing here may copy client input (tokens, keys, paths, values).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Denial {
+    pub reason: Reason,
+    pub status: u16,
+    /// A safe, fixed explanation (problem+json `detail`).
+    pub detail: Option<String>,
+    /// Extra response headers (WWW-Authenticate, Retry-After, Location, ...).
+    pub headers: Vec<(String, String)>,
+    /// Extra problem+json members (e.g. `errors` for body_schema).
+    pub extensions: Map<String, Value>,
+}
+
+impl Denial {
+    pub fn new(reason: Reason) -> Self {
+        Denial {
+            reason,
+            status: reason.status(),
+            detail: None,
+            headers: Vec::new(),
+            extensions: Map::new(),
+        }
+    }
+
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+
+    /// A denial answered with a redirect (e.g. `require_https: "redirect"`).
+    pub fn redirect(mut self, status: u16, location: String) -> Self {
+        self.status = status;
+        self.headers.push(("location".to_string(), location));
+        self
+    }
+
+    /// The RFC 9457 body.
+    pub fn problem_json(&self) -> String {
+        let mut body = Map::new();
+        body.insert(
+            "type".into(),
+            json!(format!("urn:api-guard:problem:{}", self.reason.code())),
+        );
+        body.insert("title".into(), json!(self.reason.title()));
+        body.insert("status".into(), json!(self.status));
+        if let Some(detail) = &self.detail {
+            body.insert("detail".into(), json!(detail));
+        }
+        body.insert("reason".into(), json!(self.reason.code()));
+        for (k, v) in &self.extensions {
+            body.insert(k.clone(), v.clone());
+        }
+        Value::Object(body).to_string()
+    }
+}
+
+/// What api-guard decided for a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Allow,
+    Deny(Denial),
+}
+
+/// The decision for one request: the verdict, whether it is enforced, and what the upstream
+/// request must look like if it goes on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// Name of the matched rule, if any.
+    pub rule: Option<String>,
+    pub verdict: Verdict,
+    /// True when the verdict comes from a rule or policy in `dry_run`: logged and counted,
+    /// never enforced.
+    pub dry_run: bool,
+    /// The client identity the decision was made for (never a credential).
+    pub client: Option<String>,
+    /// Request headers to remove before the upstream sees the request.
+    pub upstream_remove: Vec<String>,
+    /// Request headers to set towards the upstream.
+    pub upstream_set: Vec<(String, String)>,
+}
+
+impl Decision {
+    pub fn allow(rule: Option<String>) -> Self {
+        Decision {
+            rule,
+            verdict: Verdict::Allow,
+            dry_run: false,
+            client: None,
+            upstream_remove: Vec::new(),
+            upstream_set: Vec::new(),
+        }
+    }
+
+    /// The denial to answer with, unless the request is allowed or the denial is dry-run only.
+    pub fn enforced_denial(&self) -> Option<&Denial> {
+        match &self.verdict {
+            Verdict::Deny(denial) if !self.dry_run => Some(denial),
+            _ => None,
+        }
+    }
+
+    pub fn denial(&self) -> Option<&Denial> {
+        match &self.verdict {
+            Verdict::Deny(denial) => Some(denial),
+            Verdict::Allow => None,
+        }
+    }
+
+    /// `allow`, `deny` or `dry_run` (a denial that was not enforced).
+    pub fn action(&self) -> &'static str {
+        match (&self.verdict, self.dry_run) {
+            (Verdict::Allow, _) => "allow",
+            (Verdict::Deny(_), false) => "deny",
+            (Verdict::Deny(_), true) => "dry_run",
+        }
+    }
+
+    /// The reason code, or `-` when allowed.
+    pub fn reason_code(&self) -> &'static str {
+        self.denial().map_or("-", |d| d.reason.code())
+    }
+
+    /// One structured (JSON) log line describing the decision; never holds credentials,
+    /// queries or bodies.
+    pub fn log_line(&self, method: &str, path: &str) -> String {
+        let mut line = Map::new();
+        line.insert("api_guard".into(), json!("decision"));
+        line.insert("action".into(), json!(self.action()));
+        line.insert("reason".into(), json!(self.reason_code()));
+        if let Some(denial) = self.denial() {
+            line.insert("status".into(), json!(denial.status));
+        }
+        line.insert("rule".into(), json!(self.rule.as_deref().unwrap_or("-")));
+        line.insert("client".into(), json!(self.client.as_deref().unwrap_or("-")));
+        line.insert("method".into(), json!(method));
+        // The path without its query: queries may carry credentials.
+        let path = path.split(['?', '#']).next().unwrap_or("");
+        let path: String = path.chars().take(256).collect();
+        line.insert("path".into(), json!(path));
+        Value::Object(line).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_statuses_are_4xx() {
+        let mut seen = std::collections::HashSet::new();
+        for reason in Reason::ALL {
+            assert!(seen.insert(reason.code()), "duplicate {}", reason.code());
+            assert!((400..500).contains(&reason.status()));
+            assert!(!reason.title().is_empty());
+        }
+    }
+
+    #[test]
+    fn problem_json_has_the_rfc_9457_members() {
+        let denial = Denial::new(Reason::JwtExpired).with_detail("the token has expired");
+        let body: Value = serde_json::from_str(&denial.problem_json()).unwrap();
+        assert_eq!(body["type"], "urn:api-guard:problem:jwt_expired");
+        assert_eq!(body["status"], 401);
+        assert_eq!(body["reason"], "jwt_expired");
+        assert_eq!(body["title"], "The token has expired");
+        assert_eq!(body["detail"], "the token has expired");
+    }
+
+    #[test]
+    fn log_line_drops_the_query() {
+        let mut d = Decision::allow(Some("r".into()));
+        d.verdict = Verdict::Deny(Denial::new(Reason::ApiKeyUnknown));
+        let line = d.log_line("GET", "/a/b?api_key=secret");
+        assert!(!line.contains("secret"), "{line}");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["action"], "deny");
+        assert_eq!(v["reason"], "api_key_unknown");
+        assert_eq!(v["path"], "/a/b");
+        assert_eq!(v["status"], 401);
+    }
+}
