@@ -6,6 +6,17 @@
 //! - the shell (`filter`): the only code that talks to Envoy through proxy-wasm host calls,
 //!   compiled only for wasm32.
 
+// Nothing on the request path may panic: a panic traps the VM for every request of a worker.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 pub mod config;
 pub mod policy;
 

@@ -1,6 +1,11 @@
 //! Foundation in a real Envoy: loading, hardening, refusals, dry run, problem+json, stats,
 //! access log.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 mod common;
 
@@ -13,8 +18,14 @@ fn empty_config_hardens_headers_and_strips_stack_headers() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
     assert_eq!(r.header("x-frame-options"), Some("DENY"));
-    assert_eq!(r.header("strict-transport-security"), Some("max-age=31536000; includeSubDomains"));
-    assert_eq!(r.header("content-security-policy"), Some("default-src 'none'; frame-ancestors 'none'"));
+    assert_eq!(
+        r.header("strict-transport-security"),
+        Some("max-age=31536000; includeSubDomains")
+    );
+    assert_eq!(
+        r.header("content-security-policy"),
+        Some("default-src 'none'; frame-ancestors 'none'")
+    );
     assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
     assert_eq!(r.header("cache-control"), Some("no-store"));
     assert_eq!(r.header("x-powered-by"), None);

@@ -21,7 +21,10 @@ impl ConfigError {
 
     /// Refusal of a key of the config contract whose feature this build does not enforce yet.
     pub fn not_supported(path: impl Into<String>) -> Self {
-        ConfigError::new(path, "not supported yet by this build of api-guard; remove the key")
+        ConfigError::new(
+            path,
+            "not supported yet by this build of api-guard; remove the key",
+        )
     }
 }
 
@@ -95,7 +98,11 @@ mod tests {
 
     #[test]
     fn paths_compose_like_users_write_them() {
-        let p = JsonPath::root().key("rules").index(0).key("match").key("prefix");
+        let p = JsonPath::root()
+            .key("rules")
+            .index(0)
+            .key("match")
+            .key("prefix");
         assert_eq!(p.as_str(), "rules[0].match.prefix");
         assert_eq!(
             p.error("expected a string").to_string(),

@@ -59,7 +59,8 @@ pub fn compile(raw: &RawHeaders, at: &JsonPath) -> Result<Hardening, ConfigError
         let name_at = at.key("response_set").key(name);
         let name = checked_header_name(name, &name_at)?;
         if !is_header_value(value) {
-            return Err(name_at.error("header value must be visible ASCII or spaces, without CR, LF or NUL"));
+            return Err(name_at
+                .error("header value must be visible ASCII or spaces, without CR, LF or NUL"));
         }
         set.push((name, value.clone()));
     }
@@ -80,7 +81,12 @@ pub fn compile(raw: &RawHeaders, at: &JsonPath) -> Result<Hardening, ConfigError
             Some(names)
         }
     };
-    Ok(Hardening::new(raw.profile, set, remove, raw.require_https.0))
+    Ok(Hardening::new(
+        raw.profile,
+        set,
+        remove,
+        raw.require_https.0,
+    ))
 }
 
 /// Header names are lower-cased (HTTP/2 and Envoy use lower case) and must be RFC 9110 tokens;
@@ -104,7 +110,9 @@ pub(crate) fn is_token_byte(b: u8) -> bool {
 }
 
 pub(crate) fn is_header_value(value: &str) -> bool {
-    value.bytes().all(|b| b == b' ' || b == b'\t' || (0x21..0x7f).contains(&b))
+    value
+        .bytes()
+        .all(|b| b == b' ' || b == b'\t' || (0x21..0x7f).contains(&b))
 }
 
 #[cfg(test)]
@@ -114,14 +122,38 @@ mod tests {
     #[test]
     fn bad_headers_blocks_are_refused_with_their_path() {
         let table = [
-            (r#"{"headers":{"response_set":{"bad name":"x"}}}"#, "headers.response_set.bad name: expected a header name"),
-            (r#"{"headers":{"response_set":{"x-a":"line\nbreak"}}}"#, "headers.response_set.x-a: header value must be"),
-            (r#"{"headers":{"response_set":{"content-length":"1"}}}"#, "headers.response_set.content-length: this header is managed by Envoy"),
-            (r#"{"headers":{"response_remove":["ok",""]}}"#, "headers.response_remove[1]: expected a header name"),
-            (r#"{"headers":{"response_remove":"server"}}"#, "headers.response_remove: expected a sequence"),
-            (r#"{"headers":{"response_set":{"x-a":"1"},"response_remove":["X-A"]}}"#, "headers.response_remove[0]: this header is also"),
-            (r#"{"headers":{"require_https":"yes"}}"#, "headers.require_https: expected false, true, \"reject\" or \"redirect\""),
-            (r#"{"headers":{"require_https":1}}"#, "headers.require_https: expected false, true"),
+            (
+                r#"{"headers":{"response_set":{"bad name":"x"}}}"#,
+                "headers.response_set.bad name: expected a header name",
+            ),
+            (
+                r#"{"headers":{"response_set":{"x-a":"line\nbreak"}}}"#,
+                "headers.response_set.x-a: header value must be",
+            ),
+            (
+                r#"{"headers":{"response_set":{"content-length":"1"}}}"#,
+                "headers.response_set.content-length: this header is managed by Envoy",
+            ),
+            (
+                r#"{"headers":{"response_remove":["ok",""]}}"#,
+                "headers.response_remove[1]: expected a header name",
+            ),
+            (
+                r#"{"headers":{"response_remove":"server"}}"#,
+                "headers.response_remove: expected a sequence",
+            ),
+            (
+                r#"{"headers":{"response_set":{"x-a":"1"},"response_remove":["X-A"]}}"#,
+                "headers.response_remove[0]: this header is also",
+            ),
+            (
+                r#"{"headers":{"require_https":"yes"}}"#,
+                "headers.require_https: expected false, true, \"reject\" or \"redirect\"",
+            ),
+            (
+                r#"{"headers":{"require_https":1}}"#,
+                "headers.require_https: expected false, true",
+            ),
             (r#"{"headers":{"extra":1}}"#, "headers.extra: unknown field"),
         ];
         for (json, want) in table {
@@ -129,7 +161,10 @@ mod tests {
                 Ok(_) => panic!("accepted: {json}"),
                 Err(e) => {
                     let got = e.to_string();
-                    assert!(got.starts_with(want), "config {json}: got {got:?}, want prefix {want:?}");
+                    assert!(
+                        got.starts_with(want),
+                        "config {json}: got {got:?}, want prefix {want:?}"
+                    );
                 }
             }
         }

@@ -50,8 +50,12 @@ pub fn compile(bytes: &[u8]) -> Result<Policy, ConfigError> {
 
 /// Phase one: the serde shape. Errors carry the JSON path (`rules[0].match.prefix`).
 pub fn parse(bytes: &[u8]) -> Result<RawConfig, ConfigError> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|_| ConfigError::new("", "configuration is not UTF-8 text; expected a JSON object"))?;
+    let text = std::str::from_utf8(bytes).map_err(|_| {
+        ConfigError::new(
+            "",
+            "configuration is not UTF-8 text; expected a JSON object",
+        )
+    })?;
     let text = text.trim_start_matches('\u{feff}').trim();
     if text.is_empty() {
         return Err(ConfigError::new(
@@ -73,15 +77,18 @@ pub fn parse(bytes: &[u8]) -> Result<RawConfig, ConfigError> {
             // serde_json reports a non-string where an enum is expected as a syntax error.
             "unexpected value; see the reference for the type this key takes".to_string()
         } else if inner.is_syntax() || inner.is_eof() {
-            format!("not valid JSON ({})", error::describe_serde_error(&inner.to_string()))
+            format!(
+                "not valid JSON ({})",
+                error::describe_serde_error(&inner.to_string())
+            )
         } else {
             error::describe_serde_error(&inner.to_string())
         };
         ConfigError::new(path, message)
     })?;
-    deserializer
-        .end()
-        .map_err(|_| ConfigError::new("", "not valid JSON (trailing characters after the object)"))?;
+    deserializer.end().map_err(|_| {
+        ConfigError::new("", "not valid JSON (trailing characters after the object)")
+    })?;
     Ok(raw)
 }
 
@@ -114,7 +121,12 @@ pub fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
         }
     }
     let hardening = headers::compile(&raw.headers, &root.key("headers"))?;
-    let rules = rules::compile(&raw.rules, &root.key("rules"))?;
+    let jwt_provider_names: Vec<String> = Vec::new();
+    let referents = rules::Referents {
+        jwt_providers: &jwt_provider_names,
+        api_keys_configured: false,
+    };
+    let rules = rules::compile(&raw.rules, &root.key("rules"), &referents)?;
     Ok(Policy::new(raw.mode, raw.log.decisions, rules, hardening))
 }
 
@@ -156,9 +168,18 @@ mod tests {
                 "{\"rules\": [{\"match\": {\"prefix\": \"/a\", \"regex\": \"x\"}}]}",
                 "rules[0].match.regex: unknown field `regex`",
             ),
-            ("{\"headers\": {\"profile\": \"lax\"}}", "headers.profile: unknown variant `lax`"),
-            ("{\"log\": {\"decisions\": \"some\"}}", "log.decisions: unknown variant `some`"),
-            ("{\"jwt_providers\": {}}", "jwt_providers: not supported yet"),
+            (
+                "{\"headers\": {\"profile\": \"lax\"}}",
+                "headers.profile: unknown variant `lax`",
+            ),
+            (
+                "{\"log\": {\"decisions\": \"some\"}}",
+                "log.decisions: unknown variant `some`",
+            ),
+            (
+                "{\"jwt_providers\": {}}",
+                "jwt_providers: not supported yet",
+            ),
             ("{\"api_keys\": {}}", "api_keys: not supported yet"),
             ("{\"rate_limits\": {}}", "rate_limits: not supported yet"),
             ("{\"ip\": {}}", "ip: not supported yet"),
@@ -166,7 +187,10 @@ mod tests {
         ];
         for (json, want) in table {
             let got = refusal(json);
-            assert!(got.starts_with(want), "config {json:?}: got {got:?}, want prefix {want:?}");
+            assert!(
+                got.starts_with(want),
+                "config {json:?}: got {got:?}, want prefix {want:?}"
+            );
         }
     }
 

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ConfigError, JsonPath};
-use crate::policy::{Matcher, Mode, Rule};
+use crate::policy::{AuthMethod, Matcher, Mode, Rule};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -13,8 +13,8 @@ pub struct RawRule {
     #[serde(rename = "match")]
     pub matcher: RawMatch,
     pub mode: Option<Mode>,
-    pub auth: Option<Value>,
-    pub scopes: Option<Value>,
+    pub auth: Option<Vec<String>>,
+    pub scopes: Option<Vec<String>>,
     pub rate_limit: Option<Value>,
     pub body: Option<Value>,
     pub threats: Option<Value>,
@@ -33,11 +33,22 @@ pub struct RawMatch {
     pub methods: Vec<String>,
 }
 
-pub fn compile(raw: &[RawRule], path: &JsonPath) -> Result<Vec<Rule>, ConfigError> {
+/// What rules may refer to, compiled before them.
+pub struct Referents<'a> {
+    /// Names of `jwt_providers`, in index order.
+    pub jwt_providers: &'a [String],
+    pub api_keys_configured: bool,
+}
+
+pub fn compile(
+    raw: &[RawRule],
+    path: &JsonPath,
+    referents: &Referents,
+) -> Result<Vec<Rule>, ConfigError> {
     let mut rules = Vec::with_capacity(raw.len());
     for (index, raw_rule) in raw.iter().enumerate() {
         let at = path.index(index);
-        let rule = compile_rule(raw_rule, index, &at)?;
+        let rule = compile_rule(raw_rule, index, &at, referents)?;
         if rules.iter().any(|r: &Rule| r.name == rule.name) {
             return Err(at.key("name").error(format!(
                 "duplicate rule name `{}`; rule names must be unique",
@@ -49,10 +60,13 @@ pub fn compile(raw: &[RawRule], path: &JsonPath) -> Result<Vec<Rule>, ConfigErro
     Ok(rules)
 }
 
-fn compile_rule(raw: &RawRule, index: usize, at: &JsonPath) -> Result<Rule, ConfigError> {
+fn compile_rule(
+    raw: &RawRule,
+    index: usize,
+    at: &JsonPath,
+    referents: &Referents,
+) -> Result<Rule, ConfigError> {
     for (key, present) in [
-        ("auth", raw.auth.is_some()),
-        ("scopes", raw.scopes.is_some()),
         ("rate_limit", raw.rate_limit.is_some()),
         ("body", raw.body.is_some()),
         ("threats", raw.threats.is_some()),
@@ -74,11 +88,79 @@ fn compile_rule(raw: &RawRule, index: usize, at: &JsonPath) -> Result<Rule, Conf
         None => format!("rules[{index}]"),
     };
     let matcher = compile_match(&raw.matcher, &at.key("match"))?;
+    let auth = compile_auth(raw.auth.as_deref(), &at.key("auth"), referents)?;
+    let scopes = compile_scopes(raw.scopes.as_deref(), &at.key("scopes"))?;
+    if !scopes.is_empty() && auth.is_empty() {
+        return Err(at
+            .key("scopes")
+            .error("scopes need a credential: add `auth` to this rule"));
+    }
     Ok(Rule {
         name,
         matcher,
         mode: raw.mode,
+        auth,
+        scopes,
     })
+}
+
+/// `auth`: names of JWT providers, or `api_key` for the API-key method; any one must succeed.
+fn compile_auth(
+    raw: Option<&[String]>,
+    at: &JsonPath,
+    referents: &Referents,
+) -> Result<Vec<AuthMethod>, ConfigError> {
+    let Some(names) = raw else {
+        return Ok(Vec::new());
+    };
+    if names.is_empty() {
+        return Err(at.error("expected at least one method; leave `auth` out for a public route"));
+    }
+    let mut methods = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let method = if name == "api_key" {
+            if !referents.api_keys_configured {
+                return Err(at
+                    .index(i)
+                    .error("`api_key` needs an `api_keys` block at the top level"));
+            }
+            AuthMethod::ApiKey
+        } else {
+            match referents.jwt_providers.iter().position(|p| p == name) {
+                Some(index) => AuthMethod::Jwt(index),
+                None => {
+                    return Err(at.index(i).error(format!(
+                        "unknown method `{name}`: name a key of `jwt_providers` or `api_key`"
+                    )))
+                }
+            }
+        };
+        if methods.contains(&method) {
+            return Err(at.index(i).error("listed twice"));
+        }
+        methods.push(method);
+    }
+    Ok(methods)
+}
+
+fn compile_scopes(raw: Option<&[String]>, at: &JsonPath) -> Result<Vec<String>, ConfigError> {
+    let mut scopes: Vec<String> = Vec::new();
+    for (i, scope) in raw.unwrap_or_default().iter().enumerate() {
+        // RFC 6749 scope-token: printable ASCII except space, '"' and '\\'.
+        let valid = !scope.is_empty()
+            && scope
+                .bytes()
+                .all(|b| (0x21..0x7f).contains(&b) && b != b'"' && b != b'\\');
+        if !valid {
+            return Err(at.index(i).error(
+                "expected a scope token (printable ASCII without spaces, quotes or backslashes)",
+            ));
+        }
+        if !scopes.contains(scope) {
+            scopes.push(scope.clone());
+        }
+    }
+    Ok(scopes)
 }
 
 fn is_name_char(c: char) -> bool {
@@ -91,7 +173,9 @@ fn compile_match(raw: &RawMatch, at: &JsonPath) -> Result<Matcher, ConfigError> 
             return Err(at.error("give either `prefix` or `path`, not both"));
         }
         (None, None) => {
-            return Err(at.error("expected `prefix` or `path`; use \"prefix\": \"/\" to match every request"));
+            return Err(at.error(
+                "expected `prefix` or `path`; use \"prefix\": \"/\" to match every request",
+            ));
         }
         (Some(prefix), None) => {
             check_path(prefix, &at.key("prefix"))?;
@@ -145,21 +229,70 @@ mod tests {
     fn bad_rules_are_refused_with_their_path() {
         let table = [
             (r#"{"rules":[{}]}"#, "rules[0]: missing field `match`"),
-            (r#"{"rules":[{"match":{}}]}"#, "rules[0].match: expected `prefix` or `path`"),
-            (r#"{"rules":[{"match":{"prefix":"/a","path":"/a"}}]}"#, "rules[0].match: give either"),
-            (r#"{"rules":[{"match":{"prefix":"a"}}]}"#, "rules[0].match.prefix: expected a path"),
-            (r#"{"rules":[{"match":{"path":"/a?b"}}]}"#, "rules[0].match.path: paths are matched"),
-            (r#"{"rules":[{"match":{"prefix":"/","methods":["get"]}}]}"#, "rules[0].match.methods[0]: expected an upper-case"),
-            (r#"{"rules":[{"match":{"prefix":"/"},"name":"a b"}]}"#, "rules[0].name: expected 1 to 128"),
-            (r#"{"rules":[{"match":{"prefix":"/"},"name":"a"},{"match":{"prefix":"/"},"name":"a"}]}"#, "rules[1].name: duplicate rule name"),
-            (r#"{"rules":[{"match":{"prefix":"/"},"mode":"loud"}]}"#, "rules[0].mode: unknown variant `loud`"),
-            (r#"{"rules":[{"match":{"prefix":"/"},"auth":["x"]}]}"#, "rules[0].auth: not supported yet"),
-            (r#"{"rules":[{"match":{"prefix":"/"},"body":{}}]}"#, "rules[0].body: not supported yet"),
+            (
+                r#"{"rules":[{"match":{}}]}"#,
+                "rules[0].match: expected `prefix` or `path`",
+            ),
+            (
+                r#"{"rules":[{"match":{"prefix":"/a","path":"/a"}}]}"#,
+                "rules[0].match: give either",
+            ),
+            (
+                r#"{"rules":[{"match":{"prefix":"a"}}]}"#,
+                "rules[0].match.prefix: expected a path",
+            ),
+            (
+                r#"{"rules":[{"match":{"path":"/a?b"}}]}"#,
+                "rules[0].match.path: paths are matched",
+            ),
+            (
+                r#"{"rules":[{"match":{"prefix":"/","methods":["get"]}}]}"#,
+                "rules[0].match.methods[0]: expected an upper-case",
+            ),
+            (
+                r#"{"rules":[{"match":{"prefix":"/"},"name":"a b"}]}"#,
+                "rules[0].name: expected 1 to 128",
+            ),
+            (
+                r#"{"rules":[{"match":{"prefix":"/"},"name":"a"},{"match":{"prefix":"/"},"name":"a"}]}"#,
+                "rules[1].name: duplicate rule name",
+            ),
+            (
+                r#"{"rules":[{"match":{"prefix":"/"},"mode":"loud"}]}"#,
+                "rules[0].mode: unknown variant `loud`",
+            ),
+            (
+                r#"{"rules":[{"match":{"prefix":"/"},"auth":["x"]}]}"#,
+                "rules[0].auth[0]: unknown method `x`",
+            ),
+            (
+                r#"{"rules":[{"match":{"prefix":"/"},"auth":["api_key"]}]}"#,
+                "rules[0].auth[0]: `api_key` needs an `api_keys` block",
+            ),
+            (
+                r#"{"rules":[{"match":{"prefix":"/"},"auth":[]}]}"#,
+                "rules[0].auth: expected at least one method",
+            ),
+            (
+                r#"{"rules":[{"match":{"prefix":"/"},"auth":"corp"}]}"#,
+                "rules[0].auth: expected a sequence",
+            ),
+            (
+                r#"{"rules":[{"match":{"prefix":"/"},"scopes":["a"]}]}"#,
+                "rules[0].scopes: scopes need a credential",
+            ),
+            (
+                r#"{"rules":[{"match":{"prefix":"/"},"body":{}}]}"#,
+                "rules[0].body: not supported yet",
+            ),
             (r#"{"rules":"x"}"#, "rules: expected a sequence"),
         ];
         for (json, want) in table {
             let got = refusal(json);
-            assert!(got.starts_with(want), "config {json}: got {got:?}, want prefix {want:?}");
+            assert!(
+                got.starts_with(want),
+                "config {json}: got {got:?}, want prefix {want:?}"
+            );
         }
     }
 }

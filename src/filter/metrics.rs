@@ -34,7 +34,11 @@ impl Metrics {
         let id = match decision.denial() {
             None => self.allow,
             Some(denial) => {
-                let table = if decision.dry_run { &self.dry_run } else { &self.deny };
+                let table = if decision.dry_run {
+                    &self.dry_run
+                } else {
+                    &self.deny
+                };
                 Reason::ALL
                     .iter()
                     .position(|r| *r == denial.reason)

@@ -99,7 +99,8 @@ impl HttpContext for Filter {
         match decision.enforced_denial() {
             Some(denial) => {
                 let body = denial.problem_json();
-                let mut reply: Vec<(&str, &str)> = vec![("content-type", "application/problem+json")];
+                let mut reply: Vec<(&str, &str)> =
+                    vec![("content-type", "application/problem+json")];
                 reply.extend(denial.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
                 reply.extend(
                     self.policy

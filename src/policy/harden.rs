@@ -60,10 +60,16 @@ pub const DEFAULT_REMOVE: &[&str] = &[
 ];
 
 const API: &[(&str, &str)] = &[
-    ("strict-transport-security", "max-age=31536000; includeSubDomains"),
+    (
+        "strict-transport-security",
+        "max-age=31536000; includeSubDomains",
+    ),
     ("x-content-type-options", "nosniff"),
     ("x-frame-options", "DENY"),
-    ("content-security-policy", "default-src 'none'; frame-ancestors 'none'"),
+    (
+        "content-security-policy",
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
     ("referrer-policy", "no-referrer"),
     ("cross-origin-resource-policy", "same-origin"),
     ("x-permitted-cross-domain-policies", "none"),
@@ -201,10 +207,14 @@ mod tests {
     #[test]
     fn profiles_differ_as_documented() {
         let strict = Hardening::new(Profile::Strict, vec![], None, HttpsPolicy::Off);
-        assert_eq!(set_value(&strict, "cross-origin-opener-policy"), Some("same-origin"));
-        assert!(strict
-            .response_actions()
-            .contains(&HeaderAction::Set("cache-control".into(), "no-store, max-age=0".into())));
+        assert_eq!(
+            set_value(&strict, "cross-origin-opener-policy"),
+            Some("same-origin")
+        );
+        assert!(strict.response_actions().contains(&HeaderAction::Set(
+            "cache-control".into(),
+            "no-store, max-age=0".into()
+        )));
         let off = Hardening::new(Profile::Off, vec![], None, HttpsPolicy::Off);
         assert!(off.local_reply_headers().is_empty());
         assert!(off

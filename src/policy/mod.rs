@@ -1,6 +1,7 @@
 //! The core: a compiled, immutable [`Policy`] and its evaluation of a [`Request`].
 //! Nothing here knows about proxy-wasm; the host comes in through [`Host`].
 
+pub mod auth;
 pub mod harden;
 pub mod host;
 mod request;
@@ -9,7 +10,10 @@ mod verdict;
 
 use serde::Deserialize;
 
-pub use harden::{HeaderAction, Hardening, HttpsPolicy, Profile};
+use auth::check_scopes;
+
+pub use auth::{AuthMethod, Credential, Principal};
+pub use harden::{Hardening, HeaderAction, HttpsPolicy, Profile};
 pub use host::{HashAlg, Host, NativeVerify, SharedWrite};
 pub use request::Request;
 pub use verdict::{Decision, Denial, Reason, Verdict};
@@ -70,6 +74,10 @@ pub struct Rule {
     pub matcher: Matcher,
     /// Overrides the policy's mode for this rule.
     pub mode: Option<Mode>,
+    /// Credentials of which any one must succeed; empty: public.
+    pub auth: Vec<AuthMethod>,
+    /// Scopes that must all be granted.
+    pub scopes: Vec<String>,
 }
 
 /// The compiled configuration. Built once per `on_configure`, never changed afterwards.
@@ -82,11 +90,18 @@ pub struct Policy {
     /// Request headers api-guard sets towards the upstream (besides its own prefix): incoming
     /// copies are removed so a client cannot forge them.
     pub owned_request_headers: Vec<String>,
+    pub jwt_providers: Vec<auth::jwt::Provider>,
+    pub api_keys: Option<auth::api_key::ApiKeys>,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy::new(Mode::Enforce, LogDecisions::Deny, Vec::new(), Hardening::default())
+        Policy::new(
+            Mode::Enforce,
+            LogDecisions::Deny,
+            Vec::new(),
+            Hardening::default(),
+        )
     }
 }
 
@@ -98,6 +113,8 @@ impl Policy {
             rules,
             hardening,
             owned_request_headers: Vec::new(),
+            jwt_providers: Vec::new(),
+            api_keys: None,
         }
     }
 
@@ -110,14 +127,14 @@ impl Policy {
     }
 
     /// Decides what happens to a request, from its headers.
-    pub fn evaluate(&self, request: &Request, _host: &dyn Host) -> Decision {
+    pub fn evaluate(&self, request: &Request, host: &dyn Host) -> Decision {
         let rule = self.rule_for(request);
         let mode = rule.and_then(|r| r.mode).unwrap_or(self.mode);
         let mut decision = Decision::allow(rule.map(|r| r.name.clone()));
         decision.client = request.client_ip().map(|ip| format!("ip:{ip}"));
         decision.upstream_remove = self.spoofed_headers(request);
 
-        if let Err(denial) = self.check_https(request) {
+        if let Err(denial) = self.run_checks(request, rule, host, &mut decision) {
             decision.verdict = Verdict::Deny(denial);
         }
 
@@ -130,6 +147,54 @@ impl Policy {
             }
         }
         decision
+    }
+
+    /// The checks, cheapest and most decisive first; the first denial ends them.
+    fn run_checks(
+        &self,
+        request: &Request,
+        rule: Option<&Rule>,
+        host: &dyn Host,
+        decision: &mut Decision,
+    ) -> Result<(), Denial> {
+        // 1. Transport.
+        self.check_https(request)?;
+        // 2. Screening (client IP, threats) goes here.
+        let Some(rule) = rule else {
+            return Ok(());
+        };
+        // 3. Authentication and scopes.
+        if !rule.auth.is_empty() {
+            let principal = self.authenticate(rule, request, host)?;
+            check_scopes(&rule.scopes, &principal)?;
+            decision.client = Some(principal.client);
+            decision.upstream_remove.extend(principal.upstream_remove);
+            decision.upstream_set.extend(principal.upstream_set);
+        }
+        // 4. Rate limits go here; 5. the body is checked once it arrives.
+        Ok(())
+    }
+
+    fn authenticate(
+        &self,
+        rule: &Rule,
+        request: &Request,
+        host: &dyn Host,
+    ) -> Result<Principal, Denial> {
+        auth::authenticate(&rule.auth, |method| match method {
+            AuthMethod::Jwt(index) => (
+                self.jwt_providers
+                    .get(index)
+                    .map_or(Credential::Absent, |p| p.authenticate(request, host)),
+                Reason::JwtMissing,
+            ),
+            AuthMethod::ApiKey => (
+                self.api_keys
+                    .as_ref()
+                    .map_or(Credential::Absent, |k| k.authenticate(request, host)),
+                Reason::ApiKeyMissing,
+            ),
+        })
     }
 
     /// Incoming request headers that api-guard owns towards the upstream.
@@ -157,8 +222,8 @@ impl Policy {
         if https {
             return Ok(());
         }
-        let denial = Denial::new(Reason::HttpsRequired)
-            .with_detail("this API is served over HTTPS only");
+        let denial =
+            Denial::new(Reason::HttpsRequired).with_detail("this API is served over HTTPS only");
         match (self.hardening.require_https, request.authority()) {
             (HttpsPolicy::Redirect, Some(authority)) => {
                 let location = format!("https://{}{}", authority, request.path());
@@ -189,7 +254,11 @@ mod tests {
         policy.evaluate(&request, &MemoryHost::default())
     }
 
-    const GET: [(&str, &str); 3] = [(":method", "GET"), (":path", "/api/x?q=1"), (":authority", "example.com")];
+    const GET: [(&str, &str); 3] = [
+        (":method", "GET"),
+        (":path", "/api/x?q=1"),
+        (":authority", "example.com"),
+    ];
 
     #[test]
     fn empty_config_allows_and_names_the_client() {
@@ -206,7 +275,11 @@ mod tests {
             {"name":"api","match":{"prefix":"/api/"}},
             {"name":"all","match":{"prefix":"/"}}]}"#;
         assert_eq!(decide(config, &GET).rule.as_deref(), Some("api"));
-        let post = [(":method", "POST"), (":path", "/api/x?y"), (":authority", "h")];
+        let post = [
+            (":method", "POST"),
+            (":path", "/api/x?y"),
+            (":authority", "h"),
+        ];
         assert_eq!(decide(config, &post).rule.as_deref(), Some("exact"));
         let other = [(":method", "GET"), (":path", "/other"), (":authority", "h")];
         assert_eq!(decide(config, &other).rule.as_deref(), Some("all"));
@@ -228,16 +301,20 @@ mod tests {
         let d = decide(redirect, &plain);
         let denial = d.enforced_denial().unwrap();
         assert_eq!(denial.status, 308);
-        assert!(denial
-            .headers
-            .contains(&("location".to_string(), "https://example.com/api/x?q=1".to_string())));
+        assert!(denial.headers.contains(&(
+            "location".to_string(),
+            "https://example.com/api/x?q=1".to_string()
+        )));
     }
 
     #[test]
     fn dry_run_never_enforces_but_records() {
         let mut plain = GET.to_vec();
         plain.push(("x-forwarded-proto", "http"));
-        let d = decide(r#"{"mode":"dry_run","headers":{"require_https":true}}"#, &plain);
+        let d = decide(
+            r#"{"mode":"dry_run","headers":{"require_https":true}}"#,
+            &plain,
+        );
         assert!(d.enforced_denial().is_none());
         assert_eq!(d.action(), "dry_run");
         assert_eq!(d.reason_code(), "https_required");
@@ -257,6 +334,9 @@ mod tests {
         forged.push(("x-api-guard-dry-run", "nothing"));
         forged.push(("x-api-guard-client", "admin"));
         let d = decide("{}", &forged);
-        assert_eq!(d.upstream_remove, vec!["x-api-guard-dry-run", "x-api-guard-client"]);
+        assert_eq!(
+            d.upstream_remove,
+            vec!["x-api-guard-dry-run", "x-api-guard-client"]
+        );
     }
 }

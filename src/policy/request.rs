@@ -97,8 +97,17 @@ mod tests {
         assert_eq!(r.path_without_query(), "/a/b");
         assert_eq!(r.query(), Some("x=1&y"));
         assert_eq!(r.header_values("x-a").collect::<Vec<_>>(), vec!["1", "2"]);
-        assert_eq!(r.client_ip().map(|i| i.to_string()).as_deref(), Some("2001:db8::1"));
-        assert_eq!(Request::new(&h, Some("10.1.2.3")).client_ip().map(|i| i.to_string()).as_deref(), Some("10.1.2.3"));
+        assert_eq!(
+            r.client_ip().map(|i| i.to_string()).as_deref(),
+            Some("2001:db8::1")
+        );
+        assert_eq!(
+            Request::new(&h, Some("10.1.2.3"))
+                .client_ip()
+                .map(|i| i.to_string())
+                .as_deref(),
+            Some("10.1.2.3")
+        );
         assert_eq!(Request::new(&h, None).client_ip(), None);
     }
 }

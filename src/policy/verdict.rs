@@ -289,7 +289,10 @@ impl Decision {
             line.insert("status".into(), json!(denial.status));
         }
         line.insert("rule".into(), json!(self.rule.as_deref().unwrap_or("-")));
-        line.insert("client".into(), json!(self.client.as_deref().unwrap_or("-")));
+        line.insert(
+            "client".into(),
+            json!(self.client.as_deref().unwrap_or("-")),
+        );
         line.insert("method".into(), json!(method));
         // The path without its query: queries may carry credentials.
         let path = path.split(['?', '#']).next().unwrap_or("");

@@ -3,7 +3,13 @@
 //! what it received. A test that fails prints Envoy's log.
 //!
 //! Nothing is mocked: a missing Envoy or module is a failure with instructions, never a skip.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 pub mod http;
 pub mod upstream;
@@ -15,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-pub use http::{Response, Client};
+#[allow(unused_imports)]
+pub use http::{Client, Response};
+#[allow(unused_imports)]
 pub use upstream::{Received, Upstream};
 
 /// The project root.
@@ -245,7 +253,13 @@ impl Envoy {
         let access_log = dir.join("access.log");
         let bootstrap = bootstrap(&options, upstream.port, &access_log);
         std::fs::write(&config_path, serde_json::to_vec_pretty(&bootstrap).unwrap()).unwrap();
-        Envoy::launch(&config_path, &dir, options.concurrency, &options.env, upstream)
+        Envoy::launch(
+            &config_path,
+            &dir,
+            options.concurrency,
+            &options.env,
+            upstream,
+        )
     }
 
     /// Starts Envoy with a bootstrap file of the caller's (e.g. envoy/envoy.yaml).
@@ -278,7 +292,9 @@ impl Envoy {
         for (k, v) in env {
             command.env(k, v);
         }
-        let child = command.spawn().map_err(|e| format!("cannot run Envoy: {e}"))?;
+        let child = command
+            .spawn()
+            .map_err(|e| format!("cannot run Envoy: {e}"))?;
         let mut envoy = Envoy {
             child: Some(child),
             port: 0,
@@ -295,11 +311,19 @@ impl Envoy {
                 }
             }
             if Instant::now() > deadline {
-                return Err(format!("Envoy was not ready within 60 s. Log:\n{}", envoy.log()));
+                return Err(format!(
+                    "Envoy was not ready within 60 s. Log:\n{}",
+                    envoy.log()
+                ));
             }
             if envoy.admin_port == 0 {
                 if let Ok(address) = std::fs::read_to_string(&admin_path) {
-                    if let Some(port) = address.trim().rsplit(':').next().and_then(|p| p.parse().ok()) {
+                    if let Some(port) = address
+                        .trim()
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| p.parse().ok())
+                    {
                         envoy.admin_port = port;
                     }
                 }
@@ -319,7 +343,9 @@ impl Envoy {
     }
 
     fn listener_port(&self) -> Option<u16> {
-        let r = Client::new(self.admin_port).get("/listeners?format=json").ok()?;
+        let r = Client::new(self.admin_port)
+            .get("/listeners?format=json")
+            .ok()?;
         let v: Value = serde_json::from_slice(&r.body).ok()?;
         v["listener_statuses"][0]["local_address"]["socket_address"]["port_value"]
             .as_u64()
@@ -364,7 +390,11 @@ impl Envoy {
 
     /// The value of a counter or gauge from `/stats/prometheus` (0 when absent).
     pub fn prometheus_value(&self, metric: &str) -> u64 {
-        let text = self.admin().get("/stats/prometheus").map(|r| r.text()).unwrap_or_default();
+        let text = self
+            .admin()
+            .get("/stats/prometheus")
+            .map(|r| r.text())
+            .unwrap_or_default();
         text.lines()
             .filter(|l| !l.starts_with('#'))
             .filter_map(|l| l.split_once(' '))
@@ -391,7 +421,11 @@ impl Drop for Envoy {
             let _ = child.wait();
         }
         if std::thread::panicking() {
-            eprintln!("---- Envoy log ({}) ----\n{}", self.dir.display(), self.log());
+            eprintln!(
+                "---- Envoy log ({}) ----\n{}",
+                self.dir.display(),
+                self.log()
+            );
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
         }

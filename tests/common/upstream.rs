@@ -1,9 +1,14 @@
 //! The upstream behind Envoy in tests: answers every request with a JSON report of what it
 //! received, plus headers that reveal a server stack (which api-guard must strip).
 //! A request header `x-test-upstream-header: name=value` adds a response header.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing
+)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -94,7 +99,9 @@ fn serve(stream: TcpStream, log: &Mutex<Vec<Received>>) {
         }
         head.push_str("\r\n");
         log.lock().unwrap().push(request);
-        if writer.write_all(head.as_bytes()).is_err() || writer.write_all(report.as_bytes()).is_err() {
+        if writer.write_all(head.as_bytes()).is_err()
+            || writer.write_all(report.as_bytes()).is_err()
+        {
             return;
         }
     }
@@ -143,5 +150,10 @@ fn read_request<R: BufRead>(reader: &mut R) -> Option<Received> {
             }
         }
     }
-    Some(Received { method, path, headers, body })
+    Some(Received {
+        method,
+        path,
+        headers,
+        body,
+    })
 }
