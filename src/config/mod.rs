@@ -14,7 +14,10 @@ pub use error::{ConfigError, JsonPath};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::policy::{LogDecisions, Mode, Policy};
+use crate::policy::{ClientIpSource, LogDecisions, Mode, Policy};
+
+/// More proxies than this in front of Envoy is a misconfiguration.
+const MAX_TRUSTED_HOPS: u32 = 16;
 
 /// The plugin configuration as Envoy or Istio pushes it (a JSON object).
 #[derive(Debug, Default, Deserialize)]
@@ -22,7 +25,8 @@ use crate::policy::{LogDecisions, Mode, Policy};
 pub struct RawConfig {
     #[serde(default)]
     pub mode: Mode,
-    pub client_ip: Option<Value>,
+    #[serde(default)]
+    pub client_ip: RawClientIp,
     pub jwt_providers: Option<Value>,
     pub api_keys: Option<Value>,
     pub rate_limits: Option<Value>,
@@ -33,6 +37,13 @@ pub struct RawConfig {
     pub headers: headers::RawHeaders,
     #[serde(default)]
     pub log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientIp {
+    #[serde(default)]
+    pub xff_trusted_hops: u32,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -110,7 +121,6 @@ pub fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
     let root = JsonPath::root();
     // Keys of the contract whose features are not built yet: refused, never ignored.
     for (key, present) in [
-        ("client_ip", raw.client_ip.is_some()),
         ("jwt_providers", raw.jwt_providers.is_some()),
         ("api_keys", raw.api_keys.is_some()),
         ("rate_limits", raw.rate_limits.is_some()),
@@ -127,7 +137,16 @@ pub fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
         api_keys_configured: false,
     };
     let rules = rules::compile(&raw.rules, &root.key("rules"), &referents)?;
-    Ok(Policy::new(raw.mode, raw.log.decisions, rules, hardening))
+    if raw.client_ip.xff_trusted_hops > MAX_TRUSTED_HOPS {
+        return Err(root.key("client_ip").key("xff_trusted_hops").error(format!(
+            "expected at most {MAX_TRUSTED_HOPS} proxies in front of Envoy"
+        )));
+    }
+    let mut policy = Policy::new(raw.mode, raw.log.decisions, rules, hardening);
+    policy.client_ip = ClientIpSource {
+        xff_trusted_hops: raw.client_ip.xff_trusted_hops,
+    };
+    Ok(policy)
 }
 
 #[cfg(test)]
@@ -183,7 +202,18 @@ mod tests {
             ("{\"api_keys\": {}}", "api_keys: not supported yet"),
             ("{\"rate_limits\": {}}", "rate_limits: not supported yet"),
             ("{\"ip\": {}}", "ip: not supported yet"),
-            ("{\"client_ip\": {}}", "client_ip: not supported yet"),
+            (
+                "{\"client_ip\": {\"xff_trusted_hops\": 17}}",
+                "client_ip.xff_trusted_hops: expected at most 16",
+            ),
+            (
+                "{\"client_ip\": {\"xff_trusted_hops\": -1}}",
+                "client_ip.xff_trusted_hops: expected u32, found integer",
+            ),
+            (
+                "{\"client_ip\": {\"hops\": 1}}",
+                "client_ip.hops: unknown field",
+            ),
         ];
         for (json, want) in table {
             let got = refusal(json);

@@ -2,6 +2,7 @@
 //! Nothing here knows about proxy-wasm; the host comes in through [`Host`].
 
 pub mod auth;
+pub mod client_ip;
 pub mod harden;
 pub mod host;
 mod request;
@@ -13,6 +14,7 @@ use serde::Deserialize;
 use auth::check_scopes;
 
 pub use auth::{AuthMethod, Credential, Principal};
+pub use client_ip::ClientIpSource;
 pub use harden::{Hardening, HeaderAction, HttpsPolicy, Profile};
 pub use host::{HashAlg, Host, NativeVerify, SharedWrite};
 pub use request::Request;
@@ -84,6 +86,7 @@ pub struct Rule {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     pub mode: Mode,
+    pub client_ip: ClientIpSource,
     pub log: LogDecisions,
     pub rules: Vec<Rule>,
     pub hardening: Hardening,
@@ -109,6 +112,7 @@ impl Policy {
     pub fn new(mode: Mode, log: LogDecisions, rules: Vec<Rule>, hardening: Hardening) -> Self {
         Policy {
             mode,
+            client_ip: ClientIpSource::default(),
             log,
             rules,
             hardening,
@@ -131,7 +135,7 @@ impl Policy {
         let rule = self.rule_for(request);
         let mode = rule.and_then(|r| r.mode).unwrap_or(self.mode);
         let mut decision = Decision::allow(rule.map(|r| r.name.clone()));
-        decision.client = request.client_ip().map(|ip| format!("ip:{ip}"));
+        decision.client = self.client_ip.resolve(request).map(|ip| format!("ip:{ip}"));
         decision.upstream_remove = self.spoofed_headers(request);
 
         if let Err(denial) = self.run_checks(request, rule, host, &mut decision) {
