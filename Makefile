@@ -29,14 +29,14 @@ build: wasm-target
 
 ## test: native unit tests, then every integration test in a real Envoy
 test: build envoy validate
-	cargo test --lib --bins
-	cargo test --tests
+	cargo test --lib
+	cargo test --test '*'
 
 unit:
 	cargo test --lib
 
 integration: build envoy
-	cargo test --tests
+	cargo test --test '*'
 
 ## validate: the demo envoy.yaml passes `envoy --mode validate`
 validate: build envoy

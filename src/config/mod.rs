@@ -53,6 +53,9 @@ pub struct RawLog {
     pub decisions: LogDecisions,
 }
 
+const NOT_JSON_OBJECT: &str = "configuration must be a JSON object such as {} \
+     (in Envoy, pass it as a google.protobuf.StringValue)";
+
 /// Parses and compiles a plugin configuration into a policy, or says precisely why not.
 pub fn compile(bytes: &[u8]) -> Result<Policy, ConfigError> {
     let raw = parse(bytes)?;
@@ -75,10 +78,7 @@ pub fn parse(bytes: &[u8]) -> Result<RawConfig, ConfigError> {
         ));
     }
     if !text.starts_with('{') {
-        return Err(ConfigError::new(
-            "",
-            "configuration must be a JSON object such as {}",
-        ));
+        return Err(ConfigError::new("", NOT_JSON_OBJECT));
     }
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let raw: RawConfig = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {

@@ -1,5 +1,6 @@
 //! Envoy counters: one per decision and reason, visible at `/stats/prometheus` as
-//! `envoy_wasmcustom_api_guard_<action>_<reason>` (and `..._allow`).
+//! `api_guard_deny_<reason>`, `api_guard_dry_run_<reason>` and `api_guard_allow` (Envoy strips
+//! the `wasmcustom` namespace in Prometheus output; `/stats` shows `wasmcustom.api_guard.*`).
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;

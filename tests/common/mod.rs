@@ -270,8 +270,21 @@ impl Envoy {
         env: &[(String, String)],
         upstream: Upstream,
     ) -> Result<Envoy, String> {
+        Envoy::launch_in(&root(), config_path, dir, concurrency, env, upstream)
+    }
+
+    /// Like [`Envoy::launch`], with Envoy's working directory set to `workdir`.
+    pub fn launch_in(
+        workdir: &Path,
+        config_path: &Path,
+        dir: &Path,
+        concurrency: u32,
+        env: &[(String, String)],
+        upstream: Upstream,
+    ) -> Result<Envoy, String> {
         let admin_path = dir.join("admin-address");
         let log_path = dir.join("envoy.log");
+        let stdout = std::fs::File::create(dir.join("stdout.log")).map_err(|e| e.to_string())?;
         let mut command = Command::new(envoy_bin());
         command
             .arg("-c")
@@ -285,9 +298,11 @@ impl Envoy {
             .arg(&log_path)
             .arg("--log-level")
             .arg("info")
-            .current_dir(root())
+            .arg("--file-flush-interval-msec")
+            .arg("100")
+            .current_dir(workdir)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::from(stdout))
             .stderr(Stdio::null());
         for (k, v) in env {
             command.env(k, v);
@@ -402,6 +417,20 @@ impl Envoy {
             .filter_map(|(_, v)| v.trim().parse::<f64>().ok())
             .map(|v| v as u64)
             .sum()
+    }
+
+    /// What Envoy wrote to its standard output (e.g. a stdout access log).
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stdout.log")).unwrap_or_default()
+    }
+
+    /// Waits (up to 10 s) until Envoy's log contains `needle`; returns api-guard's lines.
+    pub fn wait_for_log(&self, needle: &str) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.log().contains(needle) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.api_guard_log()
     }
 
     /// Lines of Envoy's log that api-guard wrote.
