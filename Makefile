@@ -7,7 +7,7 @@ WASM := target/wasm32-wasip1/release/api_guard.wasm
 CORPORA ?= ../shared/corpora
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: all build test unit integration lint run envoy wasm-target validate clean
+.PHONY: all build test unit integration lint run envoy wasm-target validate clean fuzz
 
 all: build
 
@@ -57,6 +57,19 @@ run: build envoy
 	echo "Try, in another terminal:"; \
 	sed -n 's/^#   curl/  curl/p' envoy/envoy.yaml; echo; \
 	$(ENVOY) -c envoy/envoy.yaml --log-level warn --component-log-level wasm:info
+
+## fuzz: every cargo-fuzz target for FUZZ_SECONDS each (nightly; installs cargo-fuzz if missing)
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = $(sort $(notdir $(basename $(wildcard fuzz/fuzz_targets/*.rs))))
+fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$t fuzz/seeds/$$t; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  cargo +nightly fuzz run $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1 2>&1 | tail -n 12; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
 
 clean:
 	cargo clean
