@@ -295,6 +295,17 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_compiles() {
+        let doc = include_str!("../../docs/api-keys-and-rate-limits.md");
+        let start = doc.find("```json").unwrap() + "```json".len();
+        let end = start + doc[start..].find("```").unwrap();
+        let policy = crate::config::compile(doc[start..end].as_bytes()).unwrap();
+        assert_eq!(policy.api_keys.unwrap().clients.len(), 2);
+        assert_eq!(policy.rate_limits.len(), 3);
+        assert_eq!(policy.rate_limit_table.slots, 65_536);
+    }
+
+    #[test]
     fn digests_are_64_lowercase_hex() {
         let d = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
         assert_eq!(parse_digest(d).map(|x| x[0]), Some(0xe3));
