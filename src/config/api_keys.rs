@@ -299,7 +299,7 @@ mod tests {
         let doc = include_str!("../../docs/api-keys-and-rate-limits.md");
         let start = doc.find("```json").unwrap() + "```json".len();
         let end = start + doc[start..].find("```").unwrap();
-        let policy = crate::config::compile(doc[start..end].as_bytes()).unwrap();
+        let policy = crate::config::compile(&doc.as_bytes()[start..end]).unwrap();
         assert_eq!(policy.api_keys.unwrap().clients.len(), 2);
         assert_eq!(policy.rate_limits.len(), 3);
         assert_eq!(policy.rate_limit_table.slots, 65_536);
