@@ -372,6 +372,19 @@ mod tests {
         }
 
         #[test]
+        fn dry_run_counts_but_never_refuses() {
+            let config = r#"{"rate_limits": {"s": {"requests": 1, "per": "hour"}},
+                "rules": [{"match": {"prefix": "/"}, "rate_limit": "s", "mode": "dry_run"}]}"#;
+            let p = compile(config.as_bytes()).unwrap();
+            let host = MemoryHost::default();
+            p.rate_limit_table.init(&host);
+            assert_eq!(send(&p, &host, "/", &[], "10.0.0.1:1").action(), "allow");
+            let d = send(&p, &host, "/", &[], "10.0.0.1:1");
+            assert_eq!((d.action(), d.reason_code()), ("dry_run", "rate_limited"));
+            assert!(d.enforced_denial().is_none());
+        }
+
+        #[test]
         fn allowed_decisions_carry_the_quota_headers() {
             let p = policy(0);
             let host = MemoryHost::default();
