@@ -294,13 +294,13 @@ fn memory_config(slots: u32) -> String {
 fn memory_stays_bounded_under_100k_distinct_clients() {
     // What one slot costs: the same Envoy with a tiny table and with the default one.
     let tiny = Envoy::start_with(EnvoyOptions::new(&memory_config(64)).concurrency(2));
-    distinct_clients(&tiny, 0, 1_000, 4);
+    distinct_clients(&tiny, 0, 1_600, 16);
     let tiny_bytes = allocated(&tiny);
     drop(tiny);
 
     let envoy = Envoy::start_with(EnvoyOptions::new(&memory_config(16_384)).concurrency(2));
     // Warm up connections, buffers and stats first.
-    assert_eq!(distinct_clients(&envoy, 0, 1_000, 4), 1_000);
+    assert_eq!(distinct_clients(&envoy, 0, 1_600, 16), 1_600);
     let before = allocated(&envoy);
     let per_slot = before.saturating_sub(tiny_bytes) / (16_384 - 64);
 
