@@ -5,11 +5,15 @@
 //! shape only so that compilation can refuse them by path with "not supported yet": a key is
 //! never silently ignored.
 
+mod api_keys;
 mod error;
 mod headers;
+mod rate_limits;
 mod rules;
 
 pub use error::{ConfigError, JsonPath};
+
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -28,8 +32,11 @@ pub struct RawConfig {
     #[serde(default)]
     pub client_ip: RawClientIp,
     pub jwt_providers: Option<Value>,
-    pub api_keys: Option<Value>,
-    pub rate_limits: Option<Value>,
+    pub api_keys: Option<api_keys::RawApiKeys>,
+    pub rate_limits: Option<BTreeMap<String, rate_limits::RawRateLimit>>,
+    /// Size of the shared bucket table (`{"slots": N}`).
+    #[serde(default)]
+    pub rate_limit_table: rate_limits::RawRateLimitTable,
     pub ip: Option<Value>,
     #[serde(default)]
     pub rules: Vec<rules::RawRule>,
@@ -122,8 +129,6 @@ pub fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
     // Keys of the contract whose features are not built yet: refused, never ignored.
     for (key, present) in [
         ("jwt_providers", raw.jwt_providers.is_some()),
-        ("api_keys", raw.api_keys.is_some()),
-        ("rate_limits", raw.rate_limits.is_some()),
         ("ip", raw.ip.is_some()),
     ] {
         if present {
@@ -132,9 +137,21 @@ pub fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
     }
     let hardening = headers::compile(&raw.headers, &root.key("headers"))?;
     let jwt_provider_names: Vec<String> = Vec::new();
+    let rate_limits = rate_limits::compile(raw.rate_limits.as_ref(), &root.key("rate_limits"))?;
+    let rate_limit_table =
+        rate_limits::compile_table(&raw.rate_limit_table, &root.key("rate_limit_table"))?;
+    let api_keys = match &raw.api_keys {
+        Some(block) => Some(api_keys::compile(
+            block,
+            &root.key("api_keys"),
+            &rate_limits,
+        )?),
+        None => None,
+    };
     let referents = rules::Referents {
         jwt_providers: &jwt_provider_names,
-        api_keys_configured: false,
+        api_keys_configured: api_keys.is_some(),
+        rate_limits: &rate_limits,
     };
     let rules = rules::compile(&raw.rules, &root.key("rules"), &referents)?;
     if raw.client_ip.xff_trusted_hops > MAX_TRUSTED_HOPS {
@@ -146,6 +163,15 @@ pub fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
     policy.client_ip = ClientIpSource {
         xff_trusted_hops: raw.client_ip.xff_trusted_hops,
     };
+    if let Some(keys) = &api_keys {
+        // A client cannot send its own client id upstream.
+        policy
+            .owned_request_headers
+            .push(keys.client_header.clone());
+    }
+    policy.api_keys = api_keys;
+    policy.rate_limits = rate_limits;
+    policy.rate_limit_table = rate_limit_table;
     Ok(policy)
 }
 
@@ -199,8 +225,6 @@ mod tests {
                 "{\"jwt_providers\": {}}",
                 "jwt_providers: not supported yet",
             ),
-            ("{\"api_keys\": {}}", "api_keys: not supported yet"),
-            ("{\"rate_limits\": {}}", "rate_limits: not supported yet"),
             ("{\"ip\": {}}", "ip: not supported yet"),
             (
                 "{\"client_ip\": {\"xff_trusted_hops\": 17}}",

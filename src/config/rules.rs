@@ -15,7 +15,7 @@ pub struct RawRule {
     pub mode: Option<Mode>,
     pub auth: Option<Vec<String>>,
     pub scopes: Option<Vec<String>>,
-    pub rate_limit: Option<Value>,
+    pub rate_limit: Option<String>,
     pub body: Option<Value>,
     pub threats: Option<Value>,
     pub ip: Option<Value>,
@@ -38,6 +38,8 @@ pub struct Referents<'a> {
     /// Names of `jwt_providers`, in index order.
     pub jwt_providers: &'a [String],
     pub api_keys_configured: bool,
+    /// Compiled `rate_limits`, in index order.
+    pub rate_limits: &'a [crate::policy::limit::RateLimitPolicy],
 }
 
 pub fn compile(
@@ -67,7 +69,6 @@ fn compile_rule(
     referents: &Referents,
 ) -> Result<Rule, ConfigError> {
     for (key, present) in [
-        ("rate_limit", raw.rate_limit.is_some()),
         ("body", raw.body.is_some()),
         ("threats", raw.threats.is_some()),
         ("ip", raw.ip.is_some()),
@@ -95,12 +96,21 @@ fn compile_rule(
             .key("scopes")
             .error("scopes need a credential: add `auth` to this rule"));
     }
+    let rate_limit = match &raw.rate_limit {
+        Some(policy) => Some(super::rate_limits::resolve(
+            referents.rate_limits,
+            policy,
+            &at.key("rate_limit"),
+        )?),
+        None => None,
+    };
     Ok(Rule {
         name,
         matcher,
         mode: raw.mode,
         auth,
         scopes,
+        rate_limit,
     })
 }
 
@@ -143,7 +153,10 @@ fn compile_auth(
     Ok(methods)
 }
 
-fn compile_scopes(raw: Option<&[String]>, at: &JsonPath) -> Result<Vec<String>, ConfigError> {
+pub(crate) fn compile_scopes(
+    raw: Option<&[String]>,
+    at: &JsonPath,
+) -> Result<Vec<String>, ConfigError> {
     let mut scopes: Vec<String> = Vec::new();
     for (i, scope) in raw.unwrap_or_default().iter().enumerate() {
         // RFC 6749 scope-token: printable ASCII except space, '"' and '\\'.
@@ -163,7 +176,7 @@ fn compile_scopes(raw: Option<&[String]>, at: &JsonPath) -> Result<Vec<String>, 
     Ok(scopes)
 }
 
-fn is_name_char(c: char) -> bool {
+pub(crate) fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')
 }
 

@@ -43,6 +43,11 @@ impl RootContext for Root {
         let bytes = self.get_plugin_configuration().unwrap_or_default();
         match config::compile(&bytes) {
             Ok(policy) => {
+                if !policy.rate_limits.is_empty() {
+                    // Every bucket slot exists before the first request (shared data has no
+                    // delete: the table is the rate limiter's whole memory).
+                    policy.rate_limit_table.init(&EnvoyHost);
+                }
                 self.policy = Some(Rc::new(policy));
                 if self.metrics.is_none() {
                     self.metrics = Some(Rc::new(Metrics::define()));
@@ -63,6 +68,7 @@ impl RootContext for Root {
             policy,
             metrics,
             denied_locally: false,
+            response_headers: Vec::new(),
         }))
     }
 
@@ -76,6 +82,8 @@ struct Filter {
     policy: Rc<Policy>,
     metrics: Rc<Metrics>,
     denied_locally: bool,
+    /// Added to the upstream's response (rate-limit quota fields).
+    response_headers: Vec<(String, String)>,
 }
 
 impl Context for Filter {}
@@ -113,7 +121,10 @@ impl HttpContext for Filter {
                 self.send_http_response(u32::from(denial.status), reply, Some(body.as_bytes()));
                 Action::Pause
             }
-            None => Action::Continue,
+            None => {
+                self.response_headers = decision.response_headers;
+                Action::Continue
+            }
         }
     }
 
@@ -132,6 +143,9 @@ impl HttpContext for Filter {
                     }
                 }
             }
+        }
+        for (name, value) in &self.response_headers {
+            self.set_http_response_header(name, Some(value));
         }
         Action::Continue
     }

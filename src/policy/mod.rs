@@ -5,6 +5,7 @@ pub mod auth;
 pub mod client_ip;
 pub mod harden;
 pub mod host;
+pub mod limit;
 mod request;
 pub mod testing;
 mod verdict;
@@ -80,6 +81,8 @@ pub struct Rule {
     pub auth: Vec<AuthMethod>,
     /// Scopes that must all be granted.
     pub scopes: Vec<String>,
+    /// The rate-limit policy, by index into `Policy::rate_limits` (an API key's own wins).
+    pub rate_limit: Option<usize>,
 }
 
 /// The compiled configuration. Built once per `on_configure`, never changed afterwards.
@@ -95,6 +98,8 @@ pub struct Policy {
     pub owned_request_headers: Vec<String>,
     pub jwt_providers: Vec<auth::jwt::Provider>,
     pub api_keys: Option<auth::api_key::ApiKeys>,
+    pub rate_limits: Vec<limit::RateLimitPolicy>,
+    pub rate_limit_table: limit::table::SlotTable,
 }
 
 impl Default for Policy {
@@ -119,6 +124,8 @@ impl Policy {
             owned_request_headers: Vec::new(),
             jwt_providers: Vec::new(),
             api_keys: None,
+            rate_limits: Vec::new(),
+            rate_limit_table: limit::table::SlotTable::default(),
         }
     }
 
@@ -168,14 +175,18 @@ impl Policy {
             return Ok(());
         };
         // 3. Authentication and scopes.
+        let mut tier = None;
         if !rule.auth.is_empty() {
             let principal = self.authenticate(rule, request, host)?;
             check_scopes(&rule.scopes, &principal)?;
+            tier = principal.rate_limit;
             decision.client = Some(principal.client);
             decision.upstream_remove.extend(principal.upstream_remove);
             decision.upstream_set.extend(principal.upstream_set);
         }
-        // 4. Rate limits go here; 5. the body is checked once it arrives.
+        // 4. Rate limit: the credential's tier, else the rule's policy.
+        self.check_rate_limit(tier.or(rule.rate_limit), host, decision)?;
+        // 5. The body is checked once it arrives.
         Ok(())
     }
 
@@ -199,6 +210,22 @@ impl Policy {
                 Reason::ApiKeyMissing,
             ),
         })
+    }
+
+    /// Takes a token for the decision's client (authenticated identity, else `ip:<addr>`).
+    fn check_rate_limit(
+        &self,
+        policy: Option<usize>,
+        host: &dyn Host,
+        decision: &mut Decision,
+    ) -> Result<(), Denial> {
+        let Some(policy) = policy.and_then(|i| self.rate_limits.get(i)) else {
+            return Ok(());
+        };
+        let client = decision.client.as_deref().unwrap_or("ip:unknown");
+        let headers = limit::check(policy, &self.rate_limit_table, client, host)?;
+        decision.response_headers.extend(headers);
+        Ok(())
     }
 
     /// Incoming request headers that api-guard owns towards the upstream.

@@ -235,6 +235,8 @@ pub struct Decision {
     pub upstream_remove: Vec<String>,
     /// Request headers to set towards the upstream.
     pub upstream_set: Vec<(String, String)>,
+    /// Headers to add to the upstream's response when the request is allowed (quota fields).
+    pub response_headers: Vec<(String, String)>,
 }
 
 impl Decision {
@@ -246,6 +248,7 @@ impl Decision {
             client: None,
             upstream_remove: Vec::new(),
             upstream_set: Vec::new(),
+            response_headers: Vec::new(),
         }
     }
 

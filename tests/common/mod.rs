@@ -87,6 +87,9 @@ pub struct EnvoyOptions {
     /// Extra environment for Envoy (e.g. test-only switches).
     pub env: Vec<(String, String)>,
     pub module: Option<PathBuf>,
+    /// The connection manager's `use_remote_address` (an edge Envoy): the downstream address
+    /// is the TCP peer, not the last X-Forwarded-For entry.
+    pub use_remote_address: bool,
 }
 
 impl EnvoyOptions {
@@ -99,11 +102,17 @@ impl EnvoyOptions {
             without_api_guard: false,
             env: Vec::new(),
             module: None,
+            use_remote_address: false,
         }
     }
 
     pub fn concurrency(mut self, n: u32) -> Self {
         self.concurrency = n;
+        self
+    }
+
+    pub fn use_remote_address(mut self, on: bool) -> Self {
+        self.use_remote_address = on;
         self
     }
 
@@ -165,7 +174,7 @@ pub fn bootstrap(options: &EnvoyOptions, upstream_port: u16, access_log: &Path) 
     }));
     let mut clusters = vec![loopback_cluster("upstream", upstream_port)];
     clusters.extend(options.clusters.iter().cloned());
-    json!({
+    let mut bootstrap = json!({
         "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } } },
         "static_resources": {
             "listeners": [{
@@ -209,7 +218,12 @@ pub fn bootstrap(options: &EnvoyOptions, upstream_port: u16, access_log: &Path) 
             }],
             "clusters": clusters
         }
-    })
+    });
+    if options.use_remote_address {
+        bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"]["use_remote_address"] = json!(true);
+    }
+    bootstrap
 }
 
 /// A running Envoy. Killed on drop; its log is printed if the test is failing.
