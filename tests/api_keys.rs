@@ -55,6 +55,13 @@ fn assert_problem(r: &common::Response, status: u16, reason: &str) {
     assert_eq!(body["status"], status);
     // Hardening headers are on denials too.
     assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    if status == 401 {
+        // RFC 9110: every 401 carries a challenge.
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("APIKey realm=\"api-guard\"")
+        );
+    }
 }
 
 #[test]

@@ -142,7 +142,11 @@ impl ApiKeys {
 }
 
 fn invalid(reason: Reason, detail: &str) -> Credential {
-    Credential::Invalid(Denial::new(reason).with_detail(detail))
+    Credential::Invalid(
+        Denial::new(reason)
+            .with_detail(detail)
+            .with_header("www-authenticate", super::API_KEY_CHALLENGE),
+    )
 }
 
 /// `name=value` pairs of a query string, raw.

@@ -70,12 +70,16 @@ where
 /// The answer to a request with no credential at all (RFC 6750: no error code).
 pub fn missing_denial(reason: Reason) -> Denial {
     let denial = Denial::new(reason).with_detail("no credential was presented");
-    if reason == Reason::JwtMissing {
-        denial.with_header("www-authenticate", "Bearer realm=\"api-guard\"")
-    } else {
-        denial
+    match reason {
+        Reason::JwtMissing => denial.with_header("www-authenticate", "Bearer realm=\"api-guard\""),
+        Reason::ApiKeyMissing => denial.with_header("www-authenticate", API_KEY_CHALLENGE),
+        _ => denial,
     }
 }
+
+/// RFC 9110 requires a challenge on every 401; API keys have no registered scheme, so this
+/// names the usual one.
+pub const API_KEY_CHALLENGE: &str = "APIKey realm=\"api-guard\"";
 
 /// Every scope the rule demands must be granted; else 403 insufficient_scope.
 pub fn check_scopes(required: &[String], principal: &Principal) -> Result<(), Denial> {
