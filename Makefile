@@ -7,7 +7,7 @@ WASM := target/wasm32-wasip1/release/api_guard.wasm
 CORPORA ?= ../shared/corpora
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: all build test unit integration lint run envoy wasm-target validate clean fuzz
+.PHONY: all build test unit integration lint run envoy wasm-target validate clean fuzz soak
 
 all: build
 
@@ -57,6 +57,11 @@ run: build envoy
 	echo "Try, in another terminal:"; \
 	sed -n 's/^#   curl/  curl/p' envoy/envoy.yaml; echo; \
 	$(ENVOY) -c envoy/envoy.yaml --log-level warn --component-log-level wasm:info
+
+## soak: SOAK_SECONDS (default 600) of mixed traffic at ~70% of the measured maximum
+SOAK_SECONDS ?= 600
+soak: build envoy
+	SOAK_SECONDS=$(SOAK_SECONDS) cargo test --release --test soak -- --ignored --nocapture
 
 ## fuzz: every cargo-fuzz target for FUZZ_SECONDS each (nightly; installs cargo-fuzz if missing)
 FUZZ_SECONDS ?= 60

@@ -3,6 +3,7 @@
 
 mod host;
 mod metrics;
+mod test_hooks;
 
 use std::rc::Rc;
 
@@ -95,6 +96,7 @@ impl HttpContext for Filter {
             .get_property(vec!["source", "address"])
             .and_then(|b| String::from_utf8(b).ok());
         let request = Request::new(&headers, source.as_deref());
+        test_hooks::crash_if_asked(request.path());
         let decision = self.policy.evaluate(&request, &EnvoyHost);
         self.record(&decision, &request);
 

@@ -381,6 +381,25 @@ impl Envoy {
             .and_then(|p| u16::try_from(p).ok())
     }
 
+    /// Envoy's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Envoy's resident memory in bytes (VmRSS), from /proc.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kb * 1024)
+    }
+
     /// A client for the listener.
     pub fn client(&self) -> Client {
         Client::new(self.port)
