@@ -5,9 +5,12 @@ VENV ?= .venv
 ENVOY ?= $(VENV)/bin/envoy
 WASM := target/wasm32-wasip1/release/api_guard.wasm
 CORPORA ?= ../shared/corpora
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+OCI := target/oci
+IMAGE ?= registry.example.com/platform/api-guard:$(VERSION)
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: all build test unit integration lint run envoy wasm-target validate clean
+.PHONY: all build test unit integration lint run envoy wasm-target validate clean oci pin
 
 all: build
 
@@ -57,6 +60,14 @@ run: build envoy
 	echo "Try, in another terminal:"; \
 	sed -n 's/^#   curl/  curl/p' envoy/envoy.yaml; echo; \
 	$(ENVOY) -c envoy/envoy.yaml --log-level warn --component-log-level wasm:info
+
+## oci: the module as an OCI image layout (Wasm image spec, compat variant) in target/oci
+oci: build
+	python3 scripts/oci_image.py build --module $(WASM) --out $(OCI)
+
+## pin: write IMAGE and the digest of `make oci` into the manifests' url and sha256 fields
+pin: oci
+	python3 scripts/oci_image.py pin --image $(IMAGE) --digest $$(cat $(OCI).digest)
 
 clean:
 	cargo clean
