@@ -10,7 +10,7 @@ OCI := target/oci
 IMAGE ?= registry.example.com/platform/api-guard:$(VERSION)
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: all build test unit integration lint run envoy wasm-target validate clean oci pin crd-validators
+.PHONY: all build test unit integration lint run envoy wasm-target validate clean oci pin crd-validators schema
 
 all: build
 
@@ -41,13 +41,13 @@ build: wasm-target
 ## test: native unit tests, then every integration test in a real Envoy
 test: build envoy validate crd-validators
 	cargo test --lib
-	cargo test --test '*'
+	cargo test --features schema --test '*'
 
 unit:
 	cargo test --lib
 
 integration: build envoy crd-validators
-	cargo test --test '*'
+	cargo test --features schema --test '*'
 
 ## validate: the demo envoy.yaml passes `envoy --mode validate`
 validate: build envoy
@@ -56,7 +56,7 @@ validate: build envoy
 ## lint: rustfmt, clippy with warnings as errors (panicking calls are denied outside tests)
 lint: wasm-target
 	cargo fmt --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets --features schema -- -D warnings
 	cargo clippy --release --target wasm32-wasip1 -- -D warnings
 
 ## run: build, install Envoy if needed, start the demo upstream and Envoy in the foreground
@@ -68,6 +68,11 @@ run: build envoy
 	echo "Try, in another terminal:"; \
 	sed -n 's/^#   curl/  curl/p' envoy/envoy.yaml; echo; \
 	$(ENVOY) -c envoy/envoy.yaml --log-level warn --component-log-level wasm:info
+
+## schema: the JSON Schema of the plugin configuration, from the Rust config types
+schema:
+	cargo run --quiet --features schema --bin api-guard-schema > schema/api-guard.schema.json.tmp
+	mv schema/api-guard.schema.json.tmp schema/api-guard.schema.json
 
 ## oci: the module as an OCI image layout (Wasm image spec, compat variant) in target/oci
 oci: build

@@ -10,6 +10,7 @@ use super::{ConfigError, JsonPath};
 use crate::policy::harden::{Hardening, HttpsPolicy, Profile};
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawHeaders {
     #[serde(default)]

@@ -8,6 +8,8 @@
 mod error;
 mod headers;
 mod rules;
+#[cfg(feature = "schema")]
+pub mod schema;
 
 pub use error::{ConfigError, JsonPath};
 
@@ -21,6 +23,7 @@ const MAX_TRUSTED_HOPS: u32 = 16;
 
 /// The plugin configuration as Envoy or Istio pushes it (a JSON object).
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     #[serde(default)]
@@ -40,13 +43,16 @@ pub struct RawConfig {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawClientIp {
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(max = 16)))]
     pub xff_trusted_hops: u32,
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawLog {
     #[serde(default)]
