@@ -235,3 +235,76 @@ fn manifests_pin_one_image_digest() {
         );
     }
 }
+
+/// `make pin` rewrites the url and sha256 of every manifest that loads the module, and
+/// nothing else (the API-key digests in the policies look alike and must stay).
+#[test]
+fn pin_rewrites_every_image_reference_and_nothing_else() {
+    let scratch = scratch_dir("pin");
+    for dir in ["envoy/istio", "envoy/gateway"] {
+        std::fs::create_dir_all(scratch.join(dir)).unwrap();
+        for entry in std::fs::read_dir(root().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, scratch.join(dir).join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let digest = "ab".repeat(32);
+    let status = Command::new("python3")
+        .arg(root().join("scripts/oci_image.py"))
+        .args(["pin", "--image", "oci://registry.test/team/api-guard:9.9.9"])
+        .args(["--digest", &format!("sha256:{digest}")])
+        .arg("--root")
+        .arg(&scratch)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut pinned = 0;
+    for dir in ["envoy/istio", "envoy/gateway"] {
+        for entry in std::fs::read_dir(scratch.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_owned();
+            let before = std::fs::read_to_string(root().join(dir).join(&name)).unwrap();
+            let after = std::fs::read_to_string(&path).unwrap();
+            let changed: Vec<(&str, &str)> = before
+                .lines()
+                .zip(after.lines())
+                .filter(|(b, a)| b != a)
+                .collect();
+            assert_eq!(before.lines().count(), after.lines().count());
+            for (b, a) in &changed {
+                let key = b.trim_start().split(':').next().unwrap();
+                assert!(
+                    key == "url" || key == "sha256",
+                    "{name:?}: changed {b:?} to {a:?}"
+                );
+                assert!(
+                    a.ends_with("registry.test/team/api-guard:9.9.9") || a.ends_with(&digest),
+                    "{a}"
+                );
+            }
+            if !changed.is_empty() {
+                assert_eq!(changed.len(), 2, "{name:?}: url and sha256");
+                pinned += 1;
+            }
+            // Istio keeps its oci:// scheme, Envoy Gateway has none.
+            if dir == "envoy/istio" && !changed.is_empty() {
+                assert!(after.contains("url: oci://registry.test/team/api-guard:9.9.9"));
+            }
+            if dir == "envoy/gateway" && !changed.is_empty() {
+                assert!(after.contains("url: registry.test/team/api-guard:9.9.9"));
+            }
+        }
+    }
+    let loaders = ["envoy/istio", "envoy/gateway"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(root().join(dir)).unwrap())
+        .filter(|entry| {
+            let text = std::fs::read_to_string(entry.as_ref().unwrap().path()).unwrap();
+            ["WasmPlugin", "TrafficExtension", "EnvoyExtensionPolicy"]
+                .iter()
+                .any(|kind| text.contains(&format!("kind: {kind}\n")))
+        })
+        .count();
+    assert!(loaders >= 5);
+    assert_eq!(pinned, loaders, "every manifest that loads the module");
+}
