@@ -43,7 +43,11 @@ pub struct RawConfig {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(rename = "ClientIp")
+)]
 #[serde(deny_unknown_fields)]
 pub struct RawClientIp {
     #[serde(default)]
@@ -52,7 +56,11 @@ pub struct RawClientIp {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(rename = "Log")
+)]
 #[serde(deny_unknown_fields)]
 pub struct RawLog {
     #[serde(default)]

@@ -7,7 +7,11 @@ use super::{ConfigError, JsonPath};
 use crate::policy::{AuthMethod, Matcher, Mode, Rule};
 
 #[derive(Debug, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(rename = "Rule")
+)]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
     #[cfg_attr(
@@ -27,7 +31,11 @@ pub struct RawRule {
 }
 
 #[derive(Debug, Deserialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(
+    feature = "schema",
+    derive(schemars::JsonSchema),
+    schemars(rename = "Match")
+)]
 #[serde(deny_unknown_fields)]
 pub struct RawMatch {
     /// Path prefix, compared byte for byte as Envoy's route `prefix` is.
