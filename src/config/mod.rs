@@ -43,11 +43,8 @@ pub struct RawConfig {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[cfg_attr(
-    feature = "schema",
-    derive(schemars::JsonSchema),
-    schemars(rename = "ClientIp")
-)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(rename = "ClientIp"))]
 #[serde(deny_unknown_fields)]
 pub struct RawClientIp {
     #[serde(default)]
@@ -56,11 +53,8 @@ pub struct RawClientIp {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[cfg_attr(
-    feature = "schema",
-    derive(schemars::JsonSchema),
-    schemars(rename = "Log")
-)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(rename = "Log"))]
 #[serde(deny_unknown_fields)]
 pub struct RawLog {
     #[serde(default)]

@@ -7,11 +7,8 @@ use super::{ConfigError, JsonPath};
 use crate::policy::{AuthMethod, Matcher, Mode, Rule};
 
 #[derive(Debug, Deserialize)]
-#[cfg_attr(
-    feature = "schema",
-    derive(schemars::JsonSchema),
-    schemars(rename = "Rule")
-)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(rename = "Rule"))]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
     #[cfg_attr(
@@ -31,11 +28,8 @@ pub struct RawRule {
 }
 
 #[derive(Debug, Deserialize)]
-#[cfg_attr(
-    feature = "schema",
-    derive(schemars::JsonSchema),
-    schemars(rename = "Match")
-)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(rename = "Match"))]
 #[serde(deny_unknown_fields)]
 pub struct RawMatch {
     /// Path prefix, compared byte for byte as Envoy's route `prefix` is.
