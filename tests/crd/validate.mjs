@@ -78,7 +78,8 @@ async function schemaErrors(key, doc) {
 function fieldErrors(checks) {
   const dir = path.join(here, "node_modules", ".api-guard-check");
   fs.mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, "manifests.ts");
+  // One file per run: tests run validations in parallel.
+  const file = path.join(dir, `manifests-${process.pid}.ts`);
   const lines = [];
   checks.forEach(({ key, doc }, i) => {
     const pkg = MODELS[key];
@@ -107,6 +108,7 @@ function fieldErrors(checks) {
     const index = match ? Number(match[1]) : 0;
     byDoc[index].push(message.split("\n").slice(-1)[0]);
   }
+  fs.rmSync(file, { force: true });
   return byDoc;
 }
 
