@@ -5,9 +5,12 @@ VENV ?= .venv
 ENVOY ?= $(VENV)/bin/envoy
 WASM := target/wasm32-wasip1/release/api_guard.wasm
 CORPORA ?= ../shared/corpora
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+OCI := target/oci
+IMAGE ?= registry.example.com/platform/api-guard:$(VERSION)
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: all build test unit integration lint run envoy wasm-target validate clean fuzz soak
+.PHONY: all build test unit integration lint run envoy wasm-target validate clean fuzz soak oci pin crd-validators schema
 
 all: build
 
@@ -22,21 +25,29 @@ $(ENVOY):
 ## envoy: install Envoy $(ENVOY_VERSION) (with the V8 wasm runtime) into $(VENV)
 envoy: $(ENVOY)
 
+CRD_VALIDATORS := tests/crd/node_modules/.package-lock.json
+$(CRD_VALIDATORS): tests/crd/package.json tests/crd/package-lock.json
+	npm ci --prefix tests/crd --no-audit --no-fund --loglevel=error
+	@touch $@
+
+## crd-validators: install Istio's and Envoy Gateway's CRD schemas (npm) for tests/mesh.rs
+crd-validators: $(CRD_VALIDATORS)
+
 ## build: the wasm module, target/wasm32-wasip1/release/api_guard.wasm
 build: wasm-target
 	cargo build --release --target wasm32-wasip1
 	@ls -l $(WASM) | awk '{print "module: " $$9 " (" $$5 " bytes)"}'
 
 ## test: native unit tests, then every integration test in a real Envoy
-test: build envoy validate
+test: build envoy validate crd-validators
 	cargo test --lib
-	cargo test --test '*'
+	cargo test --features schema --test '*'
 
 unit:
 	cargo test --lib
 
-integration: build envoy
-	cargo test --test '*'
+integration: build envoy crd-validators
+	cargo test --features schema --test '*'
 
 ## validate: the demo envoy.yaml passes `envoy --mode validate`
 validate: build envoy
@@ -45,7 +56,7 @@ validate: build envoy
 ## lint: rustfmt, clippy with warnings as errors (panicking calls are denied outside tests)
 lint: wasm-target
 	cargo fmt --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets --features schema -- -D warnings
 	cargo clippy --release --target wasm32-wasip1 -- -D warnings
 
 ## run: build, install Envoy if needed, start the demo upstream and Envoy in the foreground
@@ -75,6 +86,19 @@ fuzz:
 	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1 2>&1 | tail -n 12; \
 	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
 	done
+
+## schema: the JSON Schema of the plugin configuration, from the Rust config types
+schema:
+	cargo run --quiet --features schema --bin api-guard-schema > schema/api-guard.schema.json.tmp
+	mv schema/api-guard.schema.json.tmp schema/api-guard.schema.json
+
+## oci: the module as an OCI image layout (Wasm image spec, compat variant) in target/oci
+oci: build
+	python3 scripts/oci_image.py build --module $(WASM) --out $(OCI)
+
+## pin: write IMAGE and the digest of `make oci` into the manifests' url and sha256 fields
+pin: oci
+	python3 scripts/oci_image.py pin --image $(IMAGE) --digest $$(cat $(OCI).digest)
 
 clean:
 	cargo clean

@@ -10,6 +10,8 @@ use super::{ConfigError, JsonPath};
 use crate::policy::harden::{Hardening, HttpsPolicy, Profile};
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(rename = "Headers"))]
 #[serde(deny_unknown_fields)]
 pub struct RawHeaders {
     #[serde(default)]

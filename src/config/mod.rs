@@ -10,6 +10,8 @@ mod error;
 mod headers;
 mod rate_limits;
 mod rules;
+#[cfg(feature = "schema")]
+pub mod schema;
 
 pub use error::{ConfigError, JsonPath};
 
@@ -25,6 +27,7 @@ const MAX_TRUSTED_HOPS: u32 = 16;
 
 /// The plugin configuration as Envoy or Istio pushes it (a JSON object).
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     #[serde(default)]
@@ -47,13 +50,18 @@ pub struct RawConfig {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(rename = "ClientIp"))]
 #[serde(deny_unknown_fields)]
 pub struct RawClientIp {
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(max = 16)))]
     pub xff_trusted_hops: u32,
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(rename = "Log"))]
 #[serde(deny_unknown_fields)]
 pub struct RawLog {
     #[serde(default)]

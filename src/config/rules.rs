@@ -7,8 +7,14 @@ use super::{ConfigError, JsonPath};
 use crate::policy::{AuthMethod, Matcher, Mode, Rule};
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(rename = "Rule"))]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^[A-Za-z0-9_.:-]{1,128}$"))
+    )]
     pub name: Option<String>,
     #[serde(rename = "match")]
     pub matcher: RawMatch,
@@ -22,14 +28,19 @@ pub struct RawRule {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(rename = "Match"))]
 #[serde(deny_unknown_fields)]
 pub struct RawMatch {
     /// Path prefix, compared byte for byte as Envoy's route `prefix` is.
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^/[^?# ]*$")))]
     pub prefix: Option<String>,
     /// Exact path (query excluded).
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^/[^?# ]*$")))]
     pub path: Option<String>,
     /// HTTP methods; empty or absent means any.
     #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(inner(regex(pattern = r"^[A-Z]+$"))))]
     pub methods: Vec<String>,
 }
 

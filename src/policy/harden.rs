@@ -5,6 +5,7 @@ use serde::Deserialize;
 
 /// A preset of response security headers.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Profile {
     /// Headers for JSON APIs (default).

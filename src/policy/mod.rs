@@ -28,6 +28,7 @@ pub const DRY_RUN_HEADER: &str = "x-api-guard-dry-run";
 
 /// `enforce` blocks; `dry_run` evaluates, logs and counts, and never blocks.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     #[default]
@@ -37,6 +38,7 @@ pub enum Mode {
 
 /// Which decisions get a log line.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LogDecisions {
     /// Denials (enforced or dry-run) only.
