@@ -142,6 +142,9 @@ fn an_unreachable_upstream_is_envoys_503_and_still_hardened() {
     assert_eq!(envoy.prometheus_value("api_guard_allow"), 1);
 }
 
+/// Every answer seen under load: status and the `x-policy` header naming the policy.
+type Answers = Arc<Mutex<Vec<(u16, Option<String>)>>>;
+
 /// A listener served from a watched LDS file, with api-guard configured by `plugin_config`.
 fn lds_listener(template: &Value, port: u16, plugin_config: &str) -> Value {
     let mut listener = template.clone();
@@ -192,7 +195,7 @@ fn configuration_pushed_under_load_switches_without_failures_and_bad_pushes_are_
 
     // Load: four clients, each a fresh connection per request, recording every answer.
     let stop = Arc::new(AtomicBool::new(false));
-    let seen: Arc<Mutex<Vec<(u16, Option<String>)>>> = Arc::default();
+    let seen: Answers = Arc::default();
     let failures: Arc<Mutex<Vec<String>>> = Arc::default();
     let workers: Vec<_> = (0..4)
         .map(|_| {

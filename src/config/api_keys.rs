@@ -9,6 +9,7 @@ use crate::policy::auth::api_key::{ApiClient, ApiKeys, DEFAULT_CLIENT_HEADER, DE
 use crate::policy::limit::RateLimitPolicy;
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawApiKeys {
     pub from_headers: Option<Vec<String>>,
@@ -21,6 +22,7 @@ pub struct RawApiKeys {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawClient {
     pub id: String,

@@ -16,6 +16,7 @@ const MAX_REQUESTS: u64 = 1_000_000_000;
 const MIN_SLOTS: u32 = 64;
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawRateLimit {
     pub requests: i64,
@@ -33,6 +34,7 @@ fn yes() -> bool {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Per {
     Second,
@@ -53,6 +55,7 @@ impl Per {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawRateLimitTable {
     pub slots: Option<i64>,
