@@ -7,6 +7,7 @@
 
 mod error;
 mod headers;
+mod jwt;
 mod rules;
 
 pub use error::{ConfigError, JsonPath};
@@ -23,7 +24,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub mode: Mode,
     pub client_ip: Option<Value>,
-    pub jwt_providers: Option<Value>,
+    pub jwt_providers: Option<std::collections::BTreeMap<String, jwt::RawProvider>>,
     pub api_keys: Option<Value>,
     pub rate_limits: Option<Value>,
     pub ip: Option<Value>,
@@ -111,7 +112,6 @@ pub fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
     // Keys of the contract whose features are not built yet: refused, never ignored.
     for (key, present) in [
         ("client_ip", raw.client_ip.is_some()),
-        ("jwt_providers", raw.jwt_providers.is_some()),
         ("api_keys", raw.api_keys.is_some()),
         ("rate_limits", raw.rate_limits.is_some()),
         ("ip", raw.ip.is_some()),
@@ -121,13 +121,16 @@ pub fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
         }
     }
     let hardening = headers::compile(&raw.headers, &root.key("headers"))?;
-    let jwt_provider_names: Vec<String> = Vec::new();
+    let jwt = jwt::compile(raw.jwt_providers.as_ref(), &root.key("jwt_providers"))?;
     let referents = rules::Referents {
-        jwt_providers: &jwt_provider_names,
+        jwt_providers: &jwt.names,
         api_keys_configured: false,
     };
     let rules = rules::compile(&raw.rules, &root.key("rules"), &referents)?;
-    Ok(Policy::new(raw.mode, raw.log.decisions, rules, hardening))
+    let mut policy = Policy::new(raw.mode, raw.log.decisions, rules, hardening);
+    policy.jwt_providers = jwt.providers;
+    policy.owned_request_headers.extend(jwt.owned_headers);
+    Ok(policy)
 }
 
 #[cfg(test)]
@@ -175,10 +178,6 @@ mod tests {
             (
                 "{\"log\": {\"decisions\": \"some\"}}",
                 "log.decisions: unknown variant `some`",
-            ),
-            (
-                "{\"jwt_providers\": {}}",
-                "jwt_providers: not supported yet",
             ),
             ("{\"api_keys\": {}}", "api_keys: not supported yet"),
             ("{\"rate_limits\": {}}", "rate_limits: not supported yet"),

@@ -3,6 +3,7 @@
 
 mod host;
 mod metrics;
+mod native;
 
 use std::rc::Rc;
 
@@ -40,6 +41,7 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        native::detect_once();
         let bytes = self.get_plugin_configuration().unwrap_or_default();
         match config::compile(&bytes) {
             Ok(policy) => {

@@ -164,7 +164,7 @@ impl Policy {
             return Ok(());
         };
         // 3. Authentication and scopes.
-        if !rule.auth.is_empty() {
+        if !rule.auth.is_empty() && !auth::is_cors_preflight(request) {
             let principal = self.authenticate(rule, request, host)?;
             check_scopes(&rule.scopes, &principal)?;
             decision.client = Some(principal.client);
@@ -183,9 +183,7 @@ impl Policy {
     ) -> Result<Principal, Denial> {
         auth::authenticate(&rule.auth, |method| match method {
             AuthMethod::Jwt(index) => (
-                self.jwt_providers
-                    .get(index)
-                    .map_or(Credential::Absent, |p| p.authenticate(request, host)),
+                auth::jwt::authenticate(&self.jwt_providers, &rule.auth, index, request, host),
                 Reason::JwtMissing,
             ),
             AuthMethod::ApiKey => (
