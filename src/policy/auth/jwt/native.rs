@@ -93,7 +93,7 @@ mod tests {
         assert_eq!(decode_result(&[0x08, 0x00]), Some(false));
         assert_eq!(decode_result(&[]), Some(false));
         assert_eq!(decode_result(&[0x12, 0x03, b'b', b'a', b'd']), Some(false));
-        assert_eq!(decode_result(&[0x12, 0x03, b'b', 0x08, 0x01]), None);
+        assert_eq!(decode_result(&[0x12, 0x03, b'b', 0x08, 0x01]), Some(false));
         assert_eq!(decode_result(&[0x12, 0x05, b'x']), None);
         assert_eq!(decode_result(&[0x08]), None);
         assert_eq!(decode_result(&[0x0b]), None);
