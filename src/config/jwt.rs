@@ -25,7 +25,7 @@ pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
 pub const DEFAULT_TIMEOUT_MS: u64 = 2000;
 pub const DEFAULT_REFRESH_SECONDS: u64 = 600;
 /// Whether `remote_jwks` is built in this build (else it is refused as not supported).
-const REMOTE_JWKS_SUPPORTED: bool = false;
+const REMOTE_JWKS_SUPPORTED: bool = true;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -11,6 +11,7 @@ pub mod keys;
 #[cfg(test)]
 pub mod mint;
 pub mod native;
+pub mod remote;
 pub mod token;
 pub mod verify;
 
@@ -82,6 +83,8 @@ pub struct ProviderState {
     pub remote_keys: RefCell<Option<Rc<KeySet>>>,
     /// Set when a token named a kid the remote key set lacks: the shell may refetch early.
     pub unknown_kid: Cell<bool>,
+    /// CAS token of the shared key set last loaded into `remote_keys`.
+    pub loaded_cas: Cell<Option<u32>>,
 }
 
 impl fmt::Debug for ProviderState {

@@ -790,8 +790,28 @@ fn bad_provider_configs_are_refused_with_their_path() {
         (with(json!({"bogus": 1})), "jwt_providers.corp.bogus: unknown field"),
         (with(json!({"forward": "yes"})), "jwt_providers.corp.forward: expected a boolean"),
         (
-            with(json!({"local_jwks": null, "remote_jwks": {"cluster": "idp", "path": "/jwks"}})),
-            "jwt_providers.corp.remote_jwks: not supported yet",
+            with(json!({"local_jwks": null, "remote_jwks": {"cluster": "", "path": "/jwks"}})),
+            "jwt_providers.corp.remote_jwks.cluster: expected the name of the Envoy cluster",
+        ),
+        (
+            with(json!({"local_jwks": null, "remote_jwks": {"cluster": "idp", "path": "jwks"}})),
+            "jwt_providers.corp.remote_jwks.path:",
+        ),
+        (
+            with(json!({"local_jwks": null, "remote_jwks": {"cluster": "idp", "path": "/j", "timeout_ms": 0}})),
+            "jwt_providers.corp.remote_jwks.timeout_ms:",
+        ),
+        (
+            with(json!({"local_jwks": null, "remote_jwks": {"cluster": "idp", "path": "/j", "refresh_seconds": 0}})),
+            "jwt_providers.corp.remote_jwks.refresh_seconds:",
+        ),
+        (
+            with(json!({"local_jwks": null, "remote_jwks": {"cluster": "idp", "path": "/j"}, "algorithms": ["HS256"]})),
+            "jwt_providers.corp.algorithms[0]: HMAC secrets are not fetched",
+        ),
+        (
+            with(json!({"local_jwks": null, "remote_jwks": {"cluster": "idp", "path": "/j", "url": "x"}})),
+            "jwt_providers.corp.remote_jwks.url: unknown field",
         ),
         (json!({"jwt_providers": {"api_key": {"local_jwks": rsa_only.clone()}}}).to_string(), "jwt_providers.api_key:"),
         (json!({"jwt_providers": {"a b": {"local_jwks": rsa_only.clone()}}}).to_string(), "jwt_providers.a b:"),
@@ -820,4 +840,25 @@ fn bad_provider_configs_are_refused_with_their_path() {
     // A JWKS given as a JSON string is accepted too.
     let config = json!({"jwt_providers": {"corp": {"local_jwks": mint::JWKS}}}).to_string();
     assert!(compile(config.as_bytes()).is_ok());
+}
+
+#[test]
+fn remote_providers_fail_closed_until_keys_arrive() {
+    let config = json!({
+        "jwt_providers": {"corp": {"issuer": ISS, "remote_jwks": {"cluster": "idp", "path": "/jwks"}}},
+        "rules": [{"match": {"prefix": "/api"}, "auth": ["corp"]}]
+    });
+    let policy = compile(config.to_string().as_bytes()).unwrap();
+    let token = mint::token(&header("RS256"), &claims());
+    assert_eq!(reason(&bearer(&policy, &token)), "jwks_unavailable");
+    let p = &policy.jwt_providers[0];
+    let host = MemoryHost::at(NOW);
+    let now_ms = NOW * 1000;
+    assert!(super::remote::tick(p, &host, now_ms).is_some());
+    let jwks = mint::jwks_with(&["rsa1"]).to_string();
+    super::remote::fetched(p, &host, now_ms, Some(200), jwks.as_bytes()).unwrap();
+    assert_eq!(bearer(&policy, &token).verdict, Verdict::Allow);
+    let unknown = mint::token(&json!({"alg": "RS256", "kid": "rsa2"}), &claims());
+    assert_eq!(reason(&bearer(&policy, &unknown)), "jwt_unknown_kid");
+    assert!(p.state.unknown_kid.get(), "an early refetch is asked for");
 }
