@@ -281,3 +281,370 @@ fn bad_provider_configs_are_refused_by_envoy() {
     );
     assert!(!log.contains("c2VjcmV0"), "the secret was logged");
 }
+
+/// A JWKS server on 127.0.0.1 whose behaviour the test switches at will.
+mod jwks_server {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    #[derive(Clone)]
+    pub enum Mode {
+        Serve(String),
+        Garbage,
+        /// Accepts and drops the connection without an answer.
+        Down,
+        /// Answers after 3 s (past the configured timeout).
+        Slow(String),
+    }
+
+    pub struct Server {
+        pub port: u16,
+        mode: Arc<Mutex<Mode>>,
+        fetches: Arc<AtomicUsize>,
+    }
+
+    impl Server {
+        pub fn start(mode: Mode) -> Server {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let mode = Arc::new(Mutex::new(mode));
+            let fetches = Arc::new(AtomicUsize::new(0));
+            let (m, f) = (Arc::clone(&mode), Arc::clone(&fetches));
+            std::thread::spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    let (m, f) = (Arc::clone(&m), Arc::clone(&f));
+                    std::thread::spawn(move || {
+                        let mut stream = stream;
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                        let mut request = Vec::new();
+                        let mut buf = [0u8; 1024];
+                        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match stream.read(&mut buf) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => request.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        f.fetch_add(1, Ordering::SeqCst);
+                        let mode = m.lock().unwrap().clone();
+                        let body = match mode {
+                            Mode::Down => return,
+                            Mode::Garbage => "<html>502 Bad Gateway</html>".to_string(),
+                            Mode::Serve(body) => body,
+                            Mode::Slow(body) => {
+                                std::thread::sleep(Duration::from_secs(3));
+                                body
+                            }
+                        };
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                            body.len()
+                        );
+                        let _ = stream.write_all(head.as_bytes());
+                        let _ = stream.write_all(body.as_bytes());
+                    });
+                }
+            });
+            Server {
+                port,
+                mode,
+                fetches,
+            }
+        }
+
+        pub fn set(&self, mode: Mode) {
+            *self.mode.lock().unwrap() = mode;
+        }
+
+        pub fn fetches(&self) -> usize {
+            self.fetches.load(Ordering::SeqCst)
+        }
+    }
+}
+
+use jwks_server::{Mode, Server};
+
+fn remote_config(refresh_seconds: u64) -> String {
+    json!({
+        "jwt_providers": {"corp": {
+            "issuer": ISS,
+            "audiences": ["orders"],
+            "remote_jwks": {"cluster": "idp", "authority": "idp.test", "path": "/.well-known/jwks.json",
+                            "timeout_ms": 500, "refresh_seconds": refresh_seconds},
+            "claim_to_headers": [{"claim": "sub", "header": "x-jwt-sub"}]
+        }},
+        "rules": [{"name": "api", "match": {"prefix": "/api"}, "auth": ["corp"]}]
+    })
+    .to_string()
+}
+
+fn kid_token(kid: &str) -> String {
+    mint::token(&json!({"alg": "RS256", "kid": kid}), &claims())
+}
+
+/// Polls until a request with `token` gets `status` (at most `seconds`).
+fn wait_status(envoy: &Envoy, token: &str, status: u16, seconds: u64) -> Response {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        let r = bearer(envoy, "/api/orders", token);
+        if r.status == status || std::time::Instant::now() > deadline {
+            return r;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+fn sleep_ms(ms: u64) {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+}
+
+#[test]
+fn remote_jwks_survives_faults_and_rotation() {
+    let a = mint::jwks_with(&["rsa1"]).to_string();
+    let b = mint::jwks_with(&["rsa2"]).to_string();
+    let server = Server::start(Mode::Down);
+    let envoy = Envoy::start_with(
+        EnvoyOptions::new(&remote_config(1)).cluster(common::loopback_cluster("idp", server.port)),
+    );
+    let rsa1 = kid_token("rsa1");
+    // Down at start: fail closed.
+    let r = bearer(&envoy, "/api/orders", &rsa1);
+    assert_denied(&r, 401, "jwks_unavailable", "before the first fetch");
+    sleep_ms(1200);
+    assert_denied(
+        &bearer(&envoy, "/api/orders", &rsa1),
+        401,
+        "jwks_unavailable",
+        "still down",
+    );
+    assert!(server.fetches() >= 1, "it tried");
+    // Up: the keys arrive within the retry interval.
+    server.set(Mode::Serve(a.clone()));
+    let r = wait_status(&envoy, &rsa1, 200, 6);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        envoy.upstream.last().unwrap().header("x-jwt-sub"),
+        Some("alice")
+    );
+    // Garbage, down, and timeouts after a good fetch: the last good keys stay.
+    for (fault, mode) in [
+        ("garbage", Mode::Garbage),
+        ("down", Mode::Down),
+        ("slow", Mode::Slow(b.clone())),
+    ] {
+        server.set(mode);
+        let before = server.fetches();
+        sleep_ms(2600);
+        assert!(
+            server.fetches() > before,
+            "{fault}: refreshes were attempted"
+        );
+        assert_eq!(bearer(&envoy, "/api/orders", &rsa1).status, 200, "{fault}");
+    }
+    // Rotation: the new key is picked up at the next refresh, the old one is gone.
+    server.set(Mode::Serve(b));
+    let rsa2 = kid_token("rsa2");
+    let r = wait_status(&envoy, &rsa2, 200, 8);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_denied(
+        &bearer(&envoy, "/api/orders", &rsa1),
+        401,
+        "jwt_unknown_kid",
+        "rotated out",
+    );
+}
+
+#[test]
+fn unknown_kids_refetch_early_but_rate_limited_once_per_process() {
+    let a = mint::jwks_with(&["rsa1"]).to_string();
+    let both = mint::jwks_with(&["rsa1", "rsa2"]).to_string();
+    let server = Server::start(Mode::Serve(a));
+    let envoy = Envoy::start_with(
+        EnvoyOptions::new(&remote_config(600))
+            .concurrency(2)
+            .cluster(common::loopback_cluster("idp", server.port)),
+    );
+    let r = wait_status(&envoy, &kid_token("rsa1"), 200, 6);
+    assert_eq!(r.status, 200, "{}", r.text());
+    sleep_ms(1500);
+    // Two workers, one fetch: the others load the keys from shared data.
+    assert_eq!(server.fetches(), 1, "one fetch per Envoy process");
+    for _ in 0..10 {
+        assert_eq!(
+            bearer(&envoy, "/api/orders", &kid_token("rsa1")).status,
+            200
+        );
+    }
+    // The IdP adds a key; a flood of unknown kids causes at most one fetch every 5 s.
+    server.set(Mode::Serve(both));
+    let start = std::time::Instant::now();
+    let mut n = 0;
+    while start.elapsed() < std::time::Duration::from_millis(6500) {
+        let r = bearer(&envoy, "/api/orders", &kid_token(&format!("bogus-{n}")));
+        assert_denied(&r, 401, "jwt_unknown_kid", "bogus kid");
+        n += 1;
+        sleep_ms(50);
+    }
+    let early = server.fetches() - 1;
+    assert!(
+        (1..=2).contains(&early),
+        "{early} early fetches for {n} bogus kids in 6.5 s"
+    );
+    // The early refetch brought the new key.
+    let r = wait_status(&envoy, &kid_token("rsa2"), 200, 7);
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[test]
+fn envoy_jwt_authn_and_api_guard_agree() {
+    let jwks = mint::JWKS.to_string();
+    let jwt_authn = json!({
+        "name": "envoy.filters.http.jwt_authn",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+            "providers": {"corp": {
+                "issuer": ISS,
+                "audiences": ["orders"],
+                "local_jwks": {"inline_string": jwks},
+                "require_expiration": true,
+                "forward": false,
+                "claim_to_headers": [{"header_name": "x-jwt-sub", "claim_name": "sub"}]
+            }},
+            "rules": [{"match": {"prefix": "/api"}, "requires": {"provider_name": "corp"}}]
+        }
+    });
+    let mut native = EnvoyOptions::new("{}");
+    native.filters_before.push(jwt_authn);
+    native.without_api_guard = true;
+    let native = Envoy::start_with(native);
+    let guard = Envoy::start(&config());
+
+    let with = |k: &str, v: Value| {
+        let mut c = claims();
+        c[k] = v;
+        c
+    };
+    let rs = header("RS256");
+    let good = token("RS256");
+    let mut tampered = good.clone();
+    tampered.truncate(good.len() - 6);
+    tampered.push_str("AAAAAA");
+    let mut without_exp = claims();
+    without_exp.as_object_mut().unwrap().remove("exp");
+    let es = header("ES256");
+    let es_sig = mint::sign(
+        "ES256",
+        "ec256",
+        mint::signing_input(&es, &claims()).as_bytes(),
+    );
+    let der = p256::ecdsa::Signature::from_slice(&es_sig)
+        .unwrap()
+        .to_der()
+        .as_bytes()
+        .to_vec();
+    let cases: Vec<(&str, Option<String>)> = vec![
+        ("RS256", Some(good.clone())),
+        ("ES256", Some(token("ES256"))),
+        ("EdDSA", Some(token("EdDSA"))),
+        ("HS256", Some(token("HS256"))),
+        ("PS384", Some(token("PS384"))),
+        ("ES512", Some(token("ES512"))),
+        (
+            "no kid",
+            Some(mint::token(&json!({"alg": "RS256"}), &claims())),
+        ),
+        (
+            "expired",
+            Some(mint::token(&rs, &with("exp", json!(now() - 3600)))),
+        ),
+        (
+            "not yet valid",
+            Some(mint::token(&rs, &with("nbf", json!(now() + 3600)))),
+        ),
+        (
+            "within skew",
+            Some(mint::token(&rs, &with("exp", json!(now() - 30)))),
+        ),
+        (
+            "issuer",
+            Some(mint::token(&rs, &with("iss", json!("https://evil.test")))),
+        ),
+        (
+            "audience",
+            Some(mint::token(&rs, &with("aud", json!(["billing", "x"])))),
+        ),
+        (
+            "audience in array",
+            Some(mint::token(&rs, &with("aud", json!(["billing", "orders"])))),
+        ),
+        ("no exp", Some(mint::token(&rs, &without_exp))),
+        (
+            "unknown kid",
+            Some(mint::token(
+                &json!({"alg": "RS256", "kid": "nope"}),
+                &claims(),
+            )),
+        ),
+        ("bad signature", Some(tampered)),
+        (
+            "alg none",
+            Some(format!(
+                "{}.",
+                mint::signing_input(&json!({"alg": "none"}), &claims())
+            )),
+        ),
+        (
+            "alg/key mismatch",
+            Some(mint::token(
+                &json!({"alg": "ES384", "kid": "ec256"}),
+                &claims(),
+            )),
+        ),
+        (
+            "DER ECDSA signature",
+            Some(mint::with_signature(&es, &claims(), &der)),
+        ),
+        (
+            "ECDSA r=s=0",
+            Some(mint::with_signature(&es, &claims(), &[0; 64])),
+        ),
+        ("malformed", Some("abc.def.ghi".to_string())),
+        ("missing", None),
+    ];
+    for (name, t) in cases {
+        let auth = t.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        let n = get(&native, "/api/orders", &headers);
+        let g = get(&guard, "/api/orders", &headers);
+        // Both allow, or both deny. Statuses agree except for a token with another
+        // audience: jwt_authn answers 403, api-guard 401 invalid_token (RFC 6750 §3.1).
+        let detail = format!(
+            "{name}: jwt_authn {} ({}) vs api-guard {} ({})",
+            n.status,
+            n.text(),
+            g.status,
+            g.text()
+        );
+        assert_eq!(n.status == 200, g.status == 200, "{detail}");
+        if name.starts_with("audience") && g.status != 200 {
+            assert_eq!((n.status, g.status), (403, 401), "{detail}");
+        } else {
+            assert_eq!(n.status, g.status, "{detail}");
+        }
+        if g.status == 200 {
+            let (ns, gs) = (
+                native.upstream.last().unwrap(),
+                guard.upstream.last().unwrap(),
+            );
+            assert_eq!(ns.header("x-jwt-sub"), gs.header("x-jwt-sub"), "{name}");
+            assert_eq!(
+                ns.header("authorization"),
+                gs.header("authorization"),
+                "{name}"
+            );
+        }
+    }
+}

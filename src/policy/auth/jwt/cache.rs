@@ -52,6 +52,12 @@ impl TokenCache {
         self.entries.is_empty()
     }
 
+    /// Forgets every entry (the provider's keys changed: a removed key must stop working).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.order.clear();
+    }
+
     /// The verification of a token, if cached and its `exp` has not passed.
     pub fn get(&mut self, digest: &Digest, now: u64) -> Option<Rc<Verified>> {
         if self.capacity == 0 {

@@ -90,7 +90,17 @@ pub fn sync(provider: &Provider, host: &dyn Host) {
         .and_then(|at| value.get(at + 1..))
         .unwrap_or(&[]);
     if let Ok(set) = KeySet::from_json(jwks, Strictness::Lenient) {
-        *provider.state.remote_keys.borrow_mut() = Some(Rc::new(set));
+        install(provider, set);
+    }
+}
+
+/// Makes `set` the provider's keys; if they changed, cached verifications are dropped so that
+/// a key rotated out stops verifying at once.
+fn install(provider: &Provider, set: KeySet) {
+    let mut keys = provider.state.remote_keys.borrow_mut();
+    if keys.as_deref() != Some(&set) {
+        provider.state.cache.borrow_mut().clear();
+        *keys = Some(Rc::new(set));
     }
 }
 
@@ -177,7 +187,7 @@ pub fn fetched(
             break;
         }
     }
-    *provider.state.remote_keys.borrow_mut() = Some(Rc::new(set));
+    install(provider, set);
     sync(provider, host);
     Ok(count)
 }

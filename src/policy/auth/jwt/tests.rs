@@ -862,3 +862,27 @@ fn remote_providers_fail_closed_until_keys_arrive() {
     assert_eq!(reason(&bearer(&policy, &unknown)), "jwt_unknown_kid");
     assert!(p.state.unknown_kid.get(), "an early refetch is asked for");
 }
+
+#[test]
+fn a_key_rotation_drops_cached_verifications() {
+    let config = json!({
+        "jwt_providers": {"corp": {"issuer": ISS, "remote_jwks": {"cluster": "idp", "path": "/jwks", "refresh_seconds": 1}}},
+        "rules": [{"match": {"prefix": "/api"}, "auth": ["corp"]}]
+    });
+    let policy = compile(config.to_string().as_bytes()).unwrap();
+    let p = &policy.jwt_providers[0];
+    let host = MemoryHost::at(NOW);
+    let t = NOW * 1000;
+    assert!(super::remote::tick(p, &host, t).is_some());
+    let a = mint::jwks_with(&["rsa1"]).to_string();
+    super::remote::fetched(p, &host, t, Some(200), a.as_bytes()).unwrap();
+    let token = mint::token(&header("RS256"), &claims());
+    assert_eq!(bearer(&policy, &token).verdict, Verdict::Allow);
+    assert_eq!(p.state.cache.borrow().len(), 1);
+    // The same keys again: the cache stays.
+    super::remote::fetched(p, &host, t + 1000, Some(200), a.as_bytes()).unwrap();
+    assert_eq!(p.state.cache.borrow().len(), 1);
+    let b = mint::jwks_with(&["rsa2"]).to_string();
+    super::remote::fetched(p, &host, t + 2000, Some(200), b.as_bytes()).unwrap();
+    assert_eq!(reason(&bearer(&policy, &token)), "jwt_unknown_kid");
+}
