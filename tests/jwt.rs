@@ -48,7 +48,10 @@ fn config() -> String {
             "local_jwks": serde_json::from_str::<Value>(mint::JWKS).unwrap(),
             "claim_to_headers": [{"claim": "sub", "header": "x-jwt-sub"},
                                  {"claim": "realm.roles", "header": "x-jwt-roles"}],
-            "payload_header": "x-jwt-payload"
+            "payload_header": "x-jwt-payload",
+            "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
+            "from_params": ["access_token"],
+            "from_cookies": ["session"]
         }},
         "rules": [
             {"name": "write", "match": {"prefix": "/api/write"}, "auth": ["corp"], "scopes": ["orders:write"]},
@@ -112,6 +115,31 @@ fn tokens_pass_with_claim_headers_and_every_failure_answers() {
         envoy.prometheus_value(NATIVE_COUNTER) >= 6,
         "RS*/ES* went native"
     );
+
+    // Tokens in the query and in a cookie are removed before the upstream too.
+    let t = token("ES256");
+    let r = get(
+        &envoy,
+        &format!("/api/orders?a=1&access_token={t}&b=2"),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(envoy.upstream.last().unwrap().path, "/api/orders?a=1&b=2");
+    let cookie = format!("theme=dark; session={t}");
+    let r = get(&envoy, "/api/orders", &[("cookie", &cookie)]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        envoy.upstream.last().unwrap().header("cookie"),
+        Some("theme=dark")
+    );
+    // A good header token does not excuse a bad query token.
+    let auth = format!("Bearer {t}");
+    let r = get(
+        &envoy,
+        "/api/orders?access_token=garbage",
+        &[("authorization", &auth)],
+    );
+    assert_denied(&r, 401, "jwt_malformed", "bad query token");
 
     // Every failure class.
     let with = |k: &str, v: Value| {
