@@ -310,6 +310,121 @@ fn bad_provider_configs_are_refused_by_envoy() {
     assert!(!log.contains("c2VjcmV0"), "the secret was logged");
 }
 
+/// The classic attacks, each with the status it must get: (name, token, status).
+fn attacks() -> Vec<(String, String, u16)> {
+    let es = header("ES256");
+    let input = mint::signing_input(&es, &claims());
+    let sig = mint::sign("ES256", "ec256", input.as_bytes());
+    let parsed = p256::ecdsa::Signature::from_slice(&sig).unwrap();
+    let (r, s) = parsed.split_scalars();
+    let high_s = p256::ecdsa::Signature::from_scalars(r, -*s)
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    let der = parsed.to_der().as_bytes().to_vec();
+    // HS256 keyed with the RSA public key (the RS/HS confusion attack), DER and PEM.
+    let (spki_der, spki_pem) = mint::rsa1_public_spki();
+    let confused = |secret: &[u8]| {
+        let h = json!({"alg": "HS256", "kid": "rsa1"});
+        let input = mint::signing_input(&h, &claims());
+        format!(
+            "{input}.{}",
+            mint::b64(hmac_sha256::HMAC::mac(input.as_bytes(), secret))
+        )
+    };
+    // A token signed by a fresh key of the attacker's, carried in jwk / jku / x5c.
+    let attacker = p256::ecdsa::SigningKey::random(&mut rand::thread_rng());
+    let point = attacker.verifying_key().to_encoded_point(false);
+    let attacker_key = json!({"kty": "EC", "crv": "P-256",
+        "x": mint::b64(point.x().unwrap()), "y": mint::b64(point.y().unwrap())});
+    let embedded = |name: &str, value: Value| {
+        use p256::ecdsa::signature::Signer as _;
+        let mut h = json!({"alg": "ES256"});
+        h[name] = value;
+        let input = mint::signing_input(&h, &claims());
+        let sig: p256::ecdsa::Signature = attacker.sign(input.as_bytes());
+        format!("{input}.{}", mint::b64(sig.to_bytes()))
+    };
+    let mut list: Vec<(String, String, u16)> = vec![
+        (
+            "r=s=0".into(),
+            mint::with_signature(&es, &claims(), &[0; 64]),
+            401,
+        ),
+        (
+            "DER ECDSA".into(),
+            mint::with_signature(&es, &claims(), &der),
+            401,
+        ),
+        (
+            "truncated ECDSA".into(),
+            mint::with_signature(&es, &claims(), &sig[..63]),
+            401,
+        ),
+        (
+            "high-S (valid)".into(),
+            mint::with_signature(&es, &claims(), &high_s),
+            200,
+        ),
+        ("RS/HS confusion DER".into(), confused(&spki_der), 401),
+        (
+            "RS/HS confusion PEM".into(),
+            confused(spki_pem.as_bytes()),
+            401,
+        ),
+        ("jwk".into(), embedded("jwk", attacker_key), 401),
+        (
+            "jku".into(),
+            embedded("jku", json!("http://127.0.0.1:1/jwks")),
+            401,
+        ),
+        ("x5c".into(), embedded("x5c", json!(["MIIB"])), 401),
+        (
+            "kid traversal".into(),
+            mint::token(
+                &json!({"alg": "RS256", "kid": "../../../../dev/null"}),
+                &claims(),
+            ),
+            401,
+        ),
+        (
+            "kid sql".into(),
+            mint::token(
+                &json!({"alg": "HS256", "kid": "x' UNION SELECT 'k"}),
+                &claims(),
+            ),
+            401,
+        ),
+    ];
+    for alg in ["none", "None", "NONE", "nOnE"] {
+        let input = mint::signing_input(&json!({"alg": alg, "kid": "rsa1"}), &claims());
+        list.push((format!("alg {alg}"), format!("{input}."), 401));
+    }
+    let rs = mint::token(&header("RS256"), &claims());
+    list.push((
+        "RS256 truncated".into(),
+        rs[..rs.len() - 2].to_string(),
+        401,
+    ));
+    list
+}
+
+#[test]
+fn attacks_fail_on_both_crypto_paths() {
+    for native in [true, false] {
+        let mut options = EnvoyOptions::new(&config());
+        if !native {
+            options = options.vm_env("API_GUARD_JWT_NATIVE", "off");
+        }
+        let envoy = Envoy::start_with(options);
+        for (name, t, status) in attacks() {
+            let r = bearer(&envoy, "/api/orders", &t);
+            assert_eq!(r.status, status, "{name} (native: {native}): {}", r.text());
+        }
+        assert_eq!(envoy.prometheus_value(NATIVE_COUNTER) > 0, native);
+    }
+}
+
 /// A JWKS server on 127.0.0.1 whose behaviour the test switches at will.
 mod jwks_server {
     use std::io::{Read, Write};
