@@ -2,14 +2,13 @@
 //! [`crate::policy::auth::jwt::Provider`].
 
 use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ConfigError, JsonPath};
 use crate::policy::auth::jwt::alg::{Alg, KeyKind};
-use crate::policy::auth::jwt::cache::TokenCache;
 use crate::policy::auth::jwt::claims::ClaimRules;
 use crate::policy::auth::jwt::keys::{KeySet, Strictness};
 use crate::policy::auth::jwt::{
@@ -158,7 +157,7 @@ fn compile_provider(name: &str, raw: &RawProvider, at: &JsonPath) -> Result<Prov
         (None, None) => {
             return Err(at.error("expected a key source: `local_jwks` or `remote_jwks`"))
         }
-        (Some(jwks), None) => KeySource::Local(Rc::new(local_jwks(jwks, &at.key("local_jwks"))?)),
+        (Some(jwks), None) => KeySource::Local(Arc::new(local_jwks(jwks, &at.key("local_jwks"))?)),
         (None, Some(remote)) => {
             let at = at.key("remote_jwks");
             if !REMOTE_JWKS_SUPPORTED {
@@ -239,10 +238,7 @@ fn compile_provider(name: &str, raw: &RawProvider, at: &JsonPath) -> Result<Prov
         payload_header: raw.payload_header.clone(),
         cache_entries,
         max_token_bytes,
-        state: Rc::new(ProviderState {
-            cache: std::cell::RefCell::new(TokenCache::new(cache_entries)),
-            ..ProviderState::default()
-        }),
+        state: Arc::new(ProviderState::with_cache(cache_entries)),
     })
 }
 

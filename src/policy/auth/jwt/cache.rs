@@ -2,7 +2,7 @@
 //! a map lookup instead of a signature check. Bounded, and entries die at the token's `exp`.
 
 use std::collections::{HashMap, VecDeque};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
 
@@ -29,7 +29,7 @@ pub fn digest(token: &str) -> Digest {
 #[derive(Debug, Default)]
 pub struct TokenCache {
     capacity: usize,
-    entries: HashMap<Digest, Rc<Verified>>,
+    entries: HashMap<Digest, Arc<Verified>>,
     /// Insertion order, for eviction of the oldest entry when full.
     order: VecDeque<Digest>,
     pub hits: u64,
@@ -59,12 +59,12 @@ impl TokenCache {
     }
 
     /// The verification of a token, if cached and its `exp` has not passed.
-    pub fn get(&mut self, digest: &Digest, now: u64) -> Option<Rc<Verified>> {
+    pub fn get(&mut self, digest: &Digest, now: u64) -> Option<Arc<Verified>> {
         if self.capacity == 0 {
             return None;
         }
         let live = match self.entries.get(digest) {
-            Some(entry) if entry.expires.is_some_and(|exp| now < exp) => Some(Rc::clone(entry)),
+            Some(entry) if entry.expires.is_some_and(|exp| now < exp) => Some(Arc::clone(entry)),
             Some(_) => {
                 self.entries.remove(digest);
                 None
@@ -80,7 +80,7 @@ impl TokenCache {
     }
 
     /// Remembers a verification. Tokens without `exp` are not cached.
-    pub fn insert(&mut self, digest: Digest, verified: Rc<Verified>, now: u64) {
+    pub fn insert(&mut self, digest: Digest, verified: Arc<Verified>, now: u64) {
         if self.capacity == 0 || verified.expires.is_none_or(|exp| now >= exp) {
             return;
         }
@@ -110,8 +110,8 @@ impl TokenCache {
 mod tests {
     use super::*;
 
-    fn entry(expires: Option<u64>) -> Rc<Verified> {
-        Rc::new(Verified {
+    fn entry(expires: Option<u64>) -> Arc<Verified> {
+        Arc::new(Verified {
             provider: 0,
             client: "jwt:i|s".into(),
             scopes: vec![],

@@ -15,9 +15,9 @@ pub mod remote;
 pub mod token;
 pub mod verify;
 
-use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde_json::Value;
 
@@ -63,7 +63,7 @@ pub struct RemoteJwks {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySource {
-    Local(Rc<KeySet>),
+    Local(Arc<KeySet>),
     Remote(RemoteJwks),
 }
 
@@ -76,22 +76,67 @@ pub struct ClaimHeader {
 
 /// The mutable, per-worker side of a provider: its verified-token cache and its current remote
 /// key set. Not configuration: it never takes part in comparisons of compiled policies.
+/// (Mutexes and atomics rather than cells keep the compiled policy `Send + Sync`; in the
+/// single-threaded wasm VM they never contend.)
 #[derive(Default)]
 pub struct ProviderState {
-    pub cache: RefCell<TokenCache>,
+    cache: Mutex<TokenCache>,
     /// The last good remote key set; None before the first good fetch.
-    pub remote_keys: RefCell<Option<Rc<KeySet>>>,
+    remote_keys: Mutex<Option<Arc<KeySet>>>,
     /// Set when a token named a kid the remote key set lacks: the shell may refetch early.
-    pub unknown_kid: Cell<bool>,
+    pub unknown_kid: AtomicBool,
     /// CAS token of the shared key set last loaded into `remote_keys`.
-    pub loaded_cas: Cell<Option<u32>>,
+    loaded_cas: Mutex<Option<u32>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl ProviderState {
+    pub fn with_cache(entries: usize) -> Self {
+        ProviderState {
+            cache: Mutex::new(TokenCache::new(entries)),
+            ..ProviderState::default()
+        }
+    }
+
+    pub fn cache(&self) -> MutexGuard<'_, TokenCache> {
+        lock(&self.cache)
+    }
+
+    pub fn remote_keys(&self) -> Option<Arc<KeySet>> {
+        lock(&self.remote_keys).clone()
+    }
+
+    /// Makes `set` the remote keys; if they changed, cached verifications are dropped so that
+    /// a key rotated out stops verifying at once.
+    pub fn install_remote_keys(&self, set: KeySet) {
+        let mut keys = lock(&self.remote_keys);
+        if keys.as_deref() != Some(&set) {
+            self.cache().clear();
+            *keys = Some(Arc::new(set));
+        }
+    }
+
+    pub fn loaded_cas(&self) -> Option<u32> {
+        *lock(&self.loaded_cas)
+    }
+
+    pub fn set_loaded_cas(&self, cas: u32) {
+        *lock(&self.loaded_cas) = Some(cas);
+    }
+
+    pub fn unknown_kid_seen(&self) -> bool {
+        self.unknown_kid.load(Ordering::Relaxed)
+    }
 }
 
 impl fmt::Debug for ProviderState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProviderState")
-            .field("cached", &self.cache.borrow().len())
-            .field("remote_keys", &self.remote_keys.borrow().is_some())
+            .field("cached", &self.cache().len())
+            .field("remote_keys", &self.remote_keys().is_some())
             .finish()
     }
 }
@@ -110,7 +155,7 @@ pub struct Provider {
     pub payload_header: Option<String>,
     pub cache_entries: usize,
     pub max_token_bytes: usize,
-    pub state: Rc<ProviderState>,
+    pub state: Arc<ProviderState>,
 }
 
 impl PartialEq for Provider {
@@ -199,10 +244,10 @@ impl Provider {
     }
 
     /// The provider's current keys; None while a remote JWKS has not been fetched.
-    fn key_set(&self) -> Option<Rc<KeySet>> {
+    fn key_set(&self) -> Option<Arc<KeySet>> {
         match &self.keys {
-            KeySource::Local(set) => Some(Rc::clone(set)),
-            KeySource::Remote(_) => self.state.remote_keys.borrow().clone(),
+            KeySource::Local(set) => Some(Arc::clone(set)),
+            KeySource::Remote(_) => self.state.remote_keys(),
         }
     }
 
@@ -236,7 +281,7 @@ impl Provider {
                     .collect();
                 if named.is_empty() {
                     if matches!(self.keys, KeySource::Remote(_)) {
-                        self.state.unknown_kid.set(true);
+                        self.state.unknown_kid.store(true, Ordering::Relaxed);
                     }
                     return Err((Reason::JwtUnknownKid, "the token signing key is unknown"));
                 }
@@ -356,7 +401,7 @@ pub fn authenticate(
         )));
     }
     let now = unix_seconds(host.now());
-    let mut verified: Vec<(Rc<Verified>, &Found)> = Vec::with_capacity(found.len());
+    let mut verified: Vec<(Arc<Verified>, &Found)> = Vec::with_capacity(found.len());
     for f in &found {
         match verify_found(providers, f, host, now) {
             Ok(v) => verified.push((v, f)),
@@ -371,7 +416,7 @@ fn verify_found(
     found: &Found,
     host: &dyn Host,
     now: u64,
-) -> Result<Rc<Verified>, Failure> {
+) -> Result<Arc<Verified>, Failure> {
     let candidates = || {
         found
             .candidates
@@ -390,7 +435,7 @@ fn verify_found(
     }
     let digest = cache::digest(&found.token);
     for (_, provider) in candidates() {
-        if let Some(hit) = provider.state.cache.borrow_mut().get(&digest, now) {
+        if let Some(hit) = provider.state.cache().get(&digest, now) {
             return Ok(hit);
         }
     }
@@ -402,13 +447,12 @@ fn verify_found(
     let Some((index, provider)) = chosen else {
         return Err((Reason::JwtIssuer, "the token issuer is not accepted"));
     };
-    let verified = Rc::new(provider.verify(index, &parsed, host, now)?);
+    let verified = Arc::new(provider.verify(index, &parsed, host, now)?);
     if provider.cache_entries > 0 {
         provider
             .state
-            .cache
-            .borrow_mut()
-            .insert(digest, Rc::clone(&verified), now);
+            .cache()
+            .insert(digest, Arc::clone(&verified), now);
     }
     Ok(verified)
 }
@@ -417,7 +461,7 @@ fn verify_found(
 fn principal(
     providers: &[Provider],
     request: &Request,
-    verified: &[(Rc<Verified>, &Found)],
+    verified: &[(Arc<Verified>, &Found)],
 ) -> Principal {
     let mut principal = Principal::default();
     let mut params: Vec<&str> = Vec::new();

@@ -11,8 +11,6 @@
 //! Before the first good fetch the provider has no keys (requests get 401 jwks_unavailable);
 //! a failed, timed-out or garbage fetch never replaces good keys.
 
-use std::rc::Rc;
-
 use sha2::{Digest as _, Sha256};
 
 use super::keys::{KeySet, Strictness};
@@ -80,27 +78,17 @@ pub fn sync(provider: &Provider, host: &dyn Host) {
     let Some((value, cas)) = host.shared_get(&key) else {
         return;
     };
-    if provider.state.loaded_cas.get() == Some(cas) {
+    if provider.state.loaded_cas() == Some(cas) {
         return;
     }
-    provider.state.loaded_cas.set(Some(cas));
+    provider.state.set_loaded_cas(cas);
     let jwks = value
         .iter()
         .position(|b| *b == b'\n')
         .and_then(|at| value.get(at + 1..))
         .unwrap_or(&[]);
     if let Ok(set) = KeySet::from_json(jwks, Strictness::Lenient) {
-        install(provider, set);
-    }
-}
-
-/// Makes `set` the provider's keys; if they changed, cached verifications are dropped so that
-/// a key rotated out stops verifying at once.
-fn install(provider: &Provider, set: KeySet) {
-    let mut keys = provider.state.remote_keys.borrow_mut();
-    if keys.as_deref() != Some(&set) {
-        provider.state.cache.borrow_mut().clear();
-        *keys = Some(Rc::new(set));
+        provider.state.install_remote_keys(set);
     }
 }
 
@@ -125,7 +113,11 @@ pub fn tick(provider: &Provider, host: &dyn Host, now_ms: u64) -> Option<Fetch> 
     let busy = since_attempt < RETRY_MS.max(remote.timeout_ms + 500);
     let have_keys = lease.success_ms > 0;
     let stale = now_ms.saturating_sub(lease.success_ms) >= remote.refresh_seconds * 1000;
-    let early = provider.state.unknown_kid.replace(false) && since_attempt >= EARLY_REFETCH_MS;
+    let early = provider
+        .state
+        .unknown_kid
+        .swap(false, std::sync::atomic::Ordering::Relaxed)
+        && since_attempt >= EARLY_REFETCH_MS;
     let due = !busy && (!have_keys || stale || early);
     if !due {
         return None;
@@ -187,7 +179,7 @@ pub fn fetched(
             break;
         }
     }
-    install(provider, set);
+    provider.state.install_remote_keys(set);
     sync(provider, host);
     Ok(count)
 }
@@ -220,16 +212,13 @@ mod tests {
         assert_eq!(fetch.cluster, "idp");
         assert_eq!(fetch.authority, "idp");
         assert_eq!(tick(pb, &host, t + 10), None, "b sees the lease");
-        assert!(pb.state.remote_keys.borrow().is_none());
+        assert!(pb.state.remote_keys().is_none());
         assert_eq!(
             fetched(pa, &host, t + 50, Some(200), JWKS.as_bytes()),
             Ok(7)
         );
         assert_eq!(tick(pb, &host, t + 500), None);
-        assert!(
-            pb.state.remote_keys.borrow().is_some(),
-            "b loaded the shared keys"
-        );
+        assert!(pb.state.remote_keys().is_some(), "b loaded the shared keys");
         // Nothing to do until the refresh is due; then exactly one of them fetches.
         assert_eq!(tick(pa, &host, t + 30_000), None);
         let due = t + 60_100;
@@ -246,17 +235,14 @@ mod tests {
         let t = 1_000_000;
         assert!(tick(p, &host, t).is_some());
         assert!(fetched(p, &host, t, None, b"").is_err());
-        assert!(
-            p.state.remote_keys.borrow().is_none(),
-            "still failing closed"
-        );
+        assert!(p.state.remote_keys().is_none(), "still failing closed");
         assert!(
             tick(p, &host, t + 1000).is_none(),
             "busy until the timeout has passed"
         );
         assert!(tick(p, &host, t + RETRY_MS).is_some(), "retried");
         assert!(fetched(p, &host, t + RETRY_MS, Some(200), JWKS.as_bytes()).is_ok());
-        let good = p.state.remote_keys.borrow().clone();
+        let good = p.state.remote_keys();
         for (status, body) in [
             (Some(200), b"<html>oops</html>".to_vec()),
             (Some(200), br#"{"keys": []}"#.to_vec()),
@@ -269,7 +255,7 @@ mod tests {
             (None, vec![]),
         ] {
             assert!(fetched(p, &host, t + 5000, status, &body).is_err());
-            assert_eq!(*p.state.remote_keys.borrow(), good);
+            assert_eq!(p.state.remote_keys(), good);
         }
         let many = json!({"keys": vec![serde_json::from_str::<serde_json::Value>(JWKS).unwrap()["keys"][0].clone(); 65]});
         assert!(fetched(p, &host, t + 5000, Some(200), many.to_string().as_bytes()).is_err());
@@ -286,7 +272,9 @@ mod tests {
         let mut fetches = 0;
         // A flood of unknown kids for 20 s, ticking every 100 ms.
         for step in 1..=200 {
-            p.state.unknown_kid.set(true);
+            p.state
+                .unknown_kid
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             if tick(p, &host, t + step * 100).is_some() {
                 fetches += 1;
                 fetched(p, &host, t + step * 100, Some(200), JWKS.as_bytes()).unwrap();

@@ -860,7 +860,7 @@ fn remote_providers_fail_closed_until_keys_arrive() {
     assert_eq!(bearer(&policy, &token).verdict, Verdict::Allow);
     let unknown = mint::token(&json!({"alg": "RS256", "kid": "rsa2"}), &claims());
     assert_eq!(reason(&bearer(&policy, &unknown)), "jwt_unknown_kid");
-    assert!(p.state.unknown_kid.get(), "an early refetch is asked for");
+    assert!(p.state.unknown_kid_seen(), "an early refetch is asked for");
 }
 
 #[test]
@@ -878,11 +878,17 @@ fn a_key_rotation_drops_cached_verifications() {
     super::remote::fetched(p, &host, t, Some(200), a.as_bytes()).unwrap();
     let token = mint::token(&header("RS256"), &claims());
     assert_eq!(bearer(&policy, &token).verdict, Verdict::Allow);
-    assert_eq!(p.state.cache.borrow().len(), 1);
+    assert_eq!(p.state.cache().len(), 1);
     // The same keys again: the cache stays.
     super::remote::fetched(p, &host, t + 1000, Some(200), a.as_bytes()).unwrap();
-    assert_eq!(p.state.cache.borrow().len(), 1);
+    assert_eq!(p.state.cache().len(), 1);
     let b = mint::jwks_with(&["rsa2"]).to_string();
     super::remote::fetched(p, &host, t + 2000, Some(200), b.as_bytes()).unwrap();
     assert_eq!(reason(&bearer(&policy, &token)), "jwt_unknown_kid");
+}
+
+#[test]
+fn the_compiled_policy_stays_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Policy>();
 }
