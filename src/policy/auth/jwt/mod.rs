@@ -207,6 +207,9 @@ impl Provider {
     fn extract(&self, request: &Request, out: &mut Vec<(String, Location)>) {
         for source in &self.sources.headers {
             for value in request.header_values(&source.name) {
+                if out.len() > MAX_TOKENS {
+                    return;
+                }
                 let token = match &source.prefix {
                     Some(prefix) => {
                         let head = value.get(..prefix.len());
@@ -224,6 +227,9 @@ impl Provider {
         }
         if !self.sources.params.is_empty() {
             for pair in request.query().unwrap_or("").split('&') {
+                if out.len() > MAX_TOKENS {
+                    return;
+                }
                 let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
                 if self.sources.params.iter().any(|p| p == name) {
                     out.push((percent_decode(value), Location::Param(name.to_string())));
@@ -233,6 +239,9 @@ impl Provider {
         if !self.sources.cookies.is_empty() {
             for header in request.header_values("cookie") {
                 for pair in header.split(';') {
+                    if out.len() > MAX_TOKENS {
+                        return;
+                    }
                     let (name, value) = pair.trim().split_once('=').unwrap_or((pair.trim(), ""));
                     if self.sources.cookies.iter().any(|c| c == name) {
                         let value = value.trim_matches('"');
@@ -373,6 +382,8 @@ pub fn authenticate(
         };
         scratch.clear();
         provider.extract(request, &mut scratch);
+        // More than MAX_TOKENS is refused below; never collect (or compare) thousands.
+        scratch.truncate(MAX_TOKENS + 1);
         for (token, location) in scratch.drain(..) {
             match found
                 .iter_mut()

@@ -892,3 +892,17 @@ fn the_compiled_policy_stays_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Policy>();
 }
+
+#[test]
+fn thousands_of_tokens_are_refused_cheaply() {
+    let p = provider(json!({"from_cookies": ["session"], "from_params": ["t"]}));
+    let policy = config_with(p, json!({}));
+    let cookie = "session=a.b.c; ".repeat(5000);
+    let start = std::time::Instant::now();
+    let d = request_with(&policy, &[("cookie", &cookie)], &MemoryHost::at(NOW));
+    assert_eq!(reason(&d), "jwt_malformed");
+    let path = format!("/api/x?{}", "t=a.b.c&".repeat(5000));
+    let d = request_with(&policy, &[(":path", &path)], &MemoryHost::at(NOW));
+    assert_eq!(reason(&d), "jwt_malformed");
+    assert!(start.elapsed() < std::time::Duration::from_secs(1));
+}
