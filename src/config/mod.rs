@@ -8,6 +8,7 @@
 mod api_keys;
 mod error;
 mod headers;
+mod jwt;
 mod rate_limits;
 mod rules;
 #[cfg(feature = "schema")]
@@ -34,7 +35,7 @@ pub struct RawConfig {
     pub mode: Mode,
     #[serde(default)]
     pub client_ip: RawClientIp,
-    pub jwt_providers: Option<Value>,
+    pub jwt_providers: Option<BTreeMap<String, jwt::RawProvider>>,
     pub api_keys: Option<api_keys::RawApiKeys>,
     pub rate_limits: Option<BTreeMap<String, rate_limits::RawRateLimit>>,
     /// Size of the shared bucket table (`{"slots": N}`).
@@ -135,16 +136,13 @@ fn tidy_path(path: &str) -> String {
 pub fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
     let root = JsonPath::root();
     // Keys of the contract whose features are not built yet: refused, never ignored.
-    for (key, present) in [
-        ("jwt_providers", raw.jwt_providers.is_some()),
-        ("ip", raw.ip.is_some()),
-    ] {
+    for (key, present) in [("ip", raw.ip.is_some())] {
         if present {
             return Err(ConfigError::not_supported(root.key(key).as_str()));
         }
     }
     let hardening = headers::compile(&raw.headers, &root.key("headers"))?;
-    let jwt_provider_names: Vec<String> = Vec::new();
+    let jwt = jwt::compile(raw.jwt_providers.as_ref(), &root.key("jwt_providers"))?;
     let rate_limits = rate_limits::compile(raw.rate_limits.as_ref(), &root.key("rate_limits"))?;
     let rate_limit_table =
         rate_limits::compile_table(&raw.rate_limit_table, &root.key("rate_limit_table"))?;
@@ -157,7 +155,7 @@ pub fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
         None => None,
     };
     let referents = rules::Referents {
-        jwt_providers: &jwt_provider_names,
+        jwt_providers: &jwt.names,
         api_keys_configured: api_keys.is_some(),
         rate_limits: &rate_limits,
     };
@@ -180,6 +178,8 @@ pub fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
     policy.api_keys = api_keys;
     policy.rate_limits = rate_limits;
     policy.rate_limit_table = rate_limit_table;
+    policy.jwt_providers = jwt.providers;
+    policy.owned_request_headers.extend(jwt.owned_headers);
     Ok(policy)
 }
 
@@ -228,10 +228,6 @@ mod tests {
             (
                 "{\"log\": {\"decisions\": \"some\"}}",
                 "log.decisions: unknown variant `some`",
-            ),
-            (
-                "{\"jwt_providers\": {}}",
-                "jwt_providers: not supported yet",
             ),
             ("{\"ip\": {}}", "ip: not supported yet"),
             (

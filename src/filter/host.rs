@@ -29,7 +29,13 @@ impl Host for EnvoyHost {
         }
     }
 
-    fn verify_signature(&self, _: HashAlg, _: &[u8], _: &[u8], _: &[u8]) -> NativeVerify {
-        NativeVerify::Unavailable
+    fn verify_signature(
+        &self,
+        hash: HashAlg,
+        public_key_der: &[u8],
+        signature: &[u8],
+        message: &[u8],
+    ) -> NativeVerify {
+        super::native::verify(hash, public_key_der, signature, message)
     }
 }

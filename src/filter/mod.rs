@@ -2,7 +2,9 @@
 //! [`Request`], asks the core for a [`Decision`] and applies it.
 
 mod host;
+mod jwks;
 mod metrics;
+mod native;
 mod test_hooks;
 
 use std::rc::Rc;
@@ -35,12 +37,18 @@ const STATE_RULE: &str = "api_guard_rule";
 struct Root {
     policy: Option<Rc<Policy>>,
     metrics: Option<Rc<Metrics>>,
+    jwks: jwks::Fetcher,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(&mut self, token_id: u32, _: usize, body_size: usize, _: usize) {
+        jwks::on_response(self, token_id, body_size);
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        native::detect_once();
         let bytes = self.get_plugin_configuration().unwrap_or_default();
         match config::compile(&bytes) {
             Ok(policy) => {
@@ -53,6 +61,7 @@ impl RootContext for Root {
                 if self.metrics.is_none() {
                     self.metrics = Some(Rc::new(Metrics::define()));
                 }
+                jwks::on_configure(self);
                 true
             }
             Err(error) => {
@@ -60,6 +69,10 @@ impl RootContext for Root {
                 false
             }
         }
+    }
+
+    fn on_tick(&mut self) {
+        jwks::on_tick(self);
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -178,7 +178,7 @@ impl Policy {
         };
         // 3. Authentication and scopes.
         let mut tier = None;
-        if !rule.auth.is_empty() {
+        if !rule.auth.is_empty() && !auth::is_cors_preflight(request) {
             let principal = self.authenticate(rule, request, host)?;
             check_scopes(&rule.scopes, &principal)?;
             tier = principal.rate_limit;
@@ -200,9 +200,7 @@ impl Policy {
     ) -> Result<Principal, Denial> {
         auth::authenticate(&rule.auth, |method| match method {
             AuthMethod::Jwt(index) => (
-                self.jwt_providers
-                    .get(index)
-                    .map_or(Credential::Absent, |p| p.authenticate(request, host)),
+                auth::jwt::authenticate(&self.jwt_providers, &rule.auth, index, request, host),
                 Reason::JwtMissing,
             ),
             AuthMethod::ApiKey => (

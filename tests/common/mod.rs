@@ -86,6 +86,8 @@ pub struct EnvoyOptions {
     pub without_api_guard: bool,
     /// Extra environment for Envoy (e.g. test-only switches).
     pub env: Vec<(String, String)>,
+    /// Environment of the wasm VM (`vm_config.environment_variables.key_values`).
+    pub vm_env: Vec<(String, String)>,
     pub module: Option<PathBuf>,
     /// The connection manager's `use_remote_address` (an edge Envoy): the downstream address
     /// is the TCP peer, not the last X-Forwarded-For entry.
@@ -101,9 +103,16 @@ impl EnvoyOptions {
             filters_before: Vec::new(),
             without_api_guard: false,
             env: Vec::new(),
+            vm_env: Vec::new(),
             module: None,
             use_remote_address: false,
         }
+    }
+
+    /// Sets a variable in the wasm VM's environment.
+    pub fn vm_env(mut self, key: &str, value: &str) -> Self {
+        self.vm_env.push((key.to_string(), value.to_string()));
+        self
     }
 
     pub fn concurrency(mut self, n: u32) -> Self {
@@ -166,7 +175,17 @@ pub fn bootstrap(options: &EnvoyOptions, upstream_port: u16, access_log: &Path) 
     let module = options.module.clone().unwrap_or_else(module_path);
     let mut filters = options.filters_before.clone();
     if !options.without_api_guard {
-        filters.push(api_guard_filter(&options.plugin_config, &module));
+        let mut filter = api_guard_filter(&options.plugin_config, &module);
+        if !options.vm_env.is_empty() {
+            let vars: serde_json::Map<String, Value> = options
+                .vm_env
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect();
+            filter["typed_config"]["config"]["vm_config"]["environment_variables"] =
+                json!({ "key_values": vars });
+        }
+        filters.push(filter);
     }
     filters.push(json!({
         "name": "envoy.filters.http.router",

@@ -81,6 +81,14 @@ pub fn missing_denial(reason: Reason) -> Denial {
 /// names the usual one.
 pub const API_KEY_CHALLENGE: &str = "APIKey realm=\"api-guard\"";
 
+/// A CORS preflight (OPTIONS with Origin and Access-Control-Request-Method): browsers never send
+/// credentials with it, so it passes authentication (as Envoy's jwt_authn lets it by default).
+pub fn is_cors_preflight(request: &super::Request) -> bool {
+    request.method() == "OPTIONS"
+        && request.header("origin").is_some()
+        && request.header("access-control-request-method").is_some()
+}
+
 /// Every scope the rule demands must be granted; else 403 insufficient_scope.
 pub fn check_scopes(required: &[String], principal: &Principal) -> Result<(), Denial> {
     if required
