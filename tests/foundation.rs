@@ -285,8 +285,8 @@ fn bad_configs_are_refused_with_the_path_in_envoys_log() {
             "headers.require_https: expected false, true",
         ),
         (
-            "{\"jwt_providers\": {}}",
-            "jwt_providers: not supported yet",
+            "{\"client_ip\": {\"xff_trusted_hops\": 99}}",
+            "client_ip.xff_trusted_hops: expected at most 16",
         ),
     ];
     std::thread::scope(|scope| {
