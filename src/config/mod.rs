@@ -5,9 +5,11 @@
 //! shape only so that compilation can refuse them by path with "not supported yet": a key is
 //! never silently ignored.
 
+mod body;
 mod error;
 mod headers;
 mod rules;
+mod screen;
 
 pub use error::{ConfigError, JsonPath};
 
@@ -30,7 +32,7 @@ pub struct RawConfig {
     pub jwt_providers: Option<Value>,
     pub api_keys: Option<Value>,
     pub rate_limits: Option<Value>,
-    pub ip: Option<Value>,
+    pub ip: Option<screen::RawIp>,
     #[serde(default)]
     pub rules: Vec<rules::RawRule>,
     #[serde(default)]
@@ -124,7 +126,6 @@ pub fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
         ("jwt_providers", raw.jwt_providers.is_some()),
         ("api_keys", raw.api_keys.is_some()),
         ("rate_limits", raw.rate_limits.is_some()),
-        ("ip", raw.ip.is_some()),
     ] {
         if present {
             return Err(ConfigError::not_supported(root.key(key).as_str()));
@@ -146,6 +147,9 @@ pub fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
     policy.client_ip = ClientIpSource {
         xff_trusted_hops: raw.client_ip.xff_trusted_hops,
     };
+    if let Some(ip) = &raw.ip {
+        policy.ip = screen::compile_ip(ip, &root.key("ip"))?;
+    }
     Ok(policy)
 }
 
@@ -201,7 +205,6 @@ mod tests {
             ),
             ("{\"api_keys\": {}}", "api_keys: not supported yet"),
             ("{\"rate_limits\": {}}", "rate_limits: not supported yet"),
-            ("{\"ip\": {}}", "ip: not supported yet"),
             (
                 "{\"client_ip\": {\"xff_trusted_hops\": 17}}",
                 "client_ip.xff_trusted_hops: expected at most 16",

@@ -16,9 +16,9 @@ pub struct RawRule {
     pub auth: Option<Vec<String>>,
     pub scopes: Option<Vec<String>>,
     pub rate_limit: Option<Value>,
-    pub body: Option<Value>,
-    pub threats: Option<Value>,
-    pub ip: Option<Value>,
+    pub body: Option<super::body::RawBody>,
+    pub threats: Option<crate::policy::screen::ThreatMode>,
+    pub ip: Option<super::screen::RawIp>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,12 +66,7 @@ fn compile_rule(
     at: &JsonPath,
     referents: &Referents,
 ) -> Result<Rule, ConfigError> {
-    for (key, present) in [
-        ("rate_limit", raw.rate_limit.is_some()),
-        ("body", raw.body.is_some()),
-        ("threats", raw.threats.is_some()),
-        ("ip", raw.ip.is_some()),
-    ] {
+    for (key, present) in [("rate_limit", raw.rate_limit.is_some())] {
         if present {
             return Err(ConfigError::not_supported(at.key(key).as_str()));
         }
@@ -95,12 +90,23 @@ fn compile_rule(
             .key("scopes")
             .error("scopes need a credential: add `auth` to this rule"));
     }
+    let body = match &raw.body {
+        Some(body) => Some(super::body::compile(body, &at.key("body"))?),
+        None => None,
+    };
+    let ip = match &raw.ip {
+        Some(ip) => super::screen::compile_ip(ip, &at.key("ip"))?,
+        None => Default::default(),
+    };
     Ok(Rule {
         name,
         matcher,
         mode: raw.mode,
         auth,
         scopes,
+        body,
+        threats: raw.threats.unwrap_or_default(),
+        ip,
     })
 }
 
@@ -280,10 +286,6 @@ mod tests {
             (
                 r#"{"rules":[{"match":{"prefix":"/"},"scopes":["a"]}]}"#,
                 "rules[0].scopes: scopes need a credential",
-            ),
-            (
-                r#"{"rules":[{"match":{"prefix":"/"},"body":{}}]}"#,
-                "rules[0].body: not supported yet",
             ),
             (r#"{"rules":"x"}"#, "rules: expected a sequence"),
         ];

@@ -2,10 +2,12 @@
 //! Nothing here knows about proxy-wasm; the host comes in through [`Host`].
 
 pub mod auth;
+pub mod body;
 pub mod client_ip;
 pub mod harden;
 pub mod host;
 mod request;
+pub mod screen;
 pub mod testing;
 mod verdict;
 
@@ -80,6 +82,12 @@ pub struct Rule {
     pub auth: Vec<AuthMethod>,
     /// Scopes that must all be granted.
     pub scopes: Vec<String>,
+    /// The `body` block: checked in stage 5.
+    pub body: Option<body::BodyRules>,
+    /// `threats`: SQLi/XSS/traversal screening of path, query, headers and JSON strings.
+    pub threats: screen::ThreatMode,
+    /// The rule's own `ip` lists (the global ones apply too; deny wins).
+    pub ip: screen::IpRules,
 }
 
 /// The compiled configuration. Built once per `on_configure`, never changed afterwards.
@@ -95,6 +103,8 @@ pub struct Policy {
     pub owned_request_headers: Vec<String>,
     pub jwt_providers: Vec<auth::jwt::Provider>,
     pub api_keys: Option<auth::api_key::ApiKeys>,
+    /// The global `ip` lists, applied to every request.
+    pub ip: screen::IpRules,
 }
 
 impl Default for Policy {
@@ -119,6 +129,7 @@ impl Policy {
             owned_request_headers: Vec::new(),
             jwt_providers: Vec::new(),
             api_keys: None,
+            ip: screen::IpRules::default(),
         }
     }
 
@@ -163,7 +174,8 @@ impl Policy {
     ) -> Result<(), Denial> {
         // 1. Transport.
         self.check_https(request)?;
-        // 2. Screening (client IP, threats) goes here.
+        // 2. Screening: client IP, then threats in path, query and headers.
+        self.screen(request, rule, decision)?;
         let Some(rule) = rule else {
             return Ok(());
         };
@@ -175,7 +187,12 @@ impl Policy {
             decision.upstream_remove.extend(principal.upstream_remove);
             decision.upstream_set.extend(principal.upstream_set);
         }
-        // 4. Rate limits go here; 5. the body is checked once it arrives.
+        // 4. Rate limits go here.
+        // 5. The body: what its headers tell now (length, media type); the rest once it
+        //    arrives (`evaluate_body`).
+        if let Some(body) = &rule.body {
+            body.check_headers(request)?;
+        }
         Ok(())
     }
 

@@ -235,6 +235,9 @@ pub struct Decision {
     pub upstream_remove: Vec<String>,
     /// Request headers to set towards the upstream.
     pub upstream_set: Vec<(String, String)>,
+    /// Detections of a check in log mode (e.g. `threats: log`): logged and counted, never
+    /// enforced.
+    pub logged: Vec<Reason>,
 }
 
 impl Decision {
@@ -246,6 +249,7 @@ impl Decision {
             client: None,
             upstream_remove: Vec::new(),
             upstream_set: Vec::new(),
+            logged: Vec::new(),
         }
     }
 
