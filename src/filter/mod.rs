@@ -113,8 +113,10 @@ impl HttpContext for Filter {
             self.set_http_request_header(name, Some(value));
         }
         if plan != BodyPlan::Skip {
-            // Recorded once the body is decided. A buffered body also holds the headers
-            // back, so that nothing reaches the upstream before the body passed.
+            // Recorded once the body is decided. The headers go on: with the proxy-wasm ABI
+            // 0.2, pausing them would stop Envoy from handing us the body at all
+            // (StopAllIterationAndWatermark). The upstream gets no body byte of a buffered
+            // body before it passed; a denial resets the upstream request.
             self.body = Some(PendingBody {
                 headers: headers.clone(),
                 source: source.clone(),
@@ -123,10 +125,7 @@ impl HttpContext for Filter {
                 seen: 0,
                 done: false,
             });
-            return match plan {
-                BodyPlan::Buffer { .. } => Action::Pause,
-                _ => Action::Continue,
-            };
+            return Action::Continue;
         }
         self.record(&decision, &request);
         self.apply(&decision)
@@ -178,12 +177,8 @@ impl HttpContext for Filter {
         };
         self.record(&decision, &request);
         self.body = Some(pending);
-        if buffering && decision.enforced_denial().is_none() {
-            // The headers are still held back: the dry-run header can still be added.
-            for (name, value) in &decision.upstream_set {
-                self.set_http_request_header(name, Some(value));
-            }
-        }
+        // The headers have gone on already: a dry-run body denial is recorded (metrics, log,
+        // filter state) but cannot add its header towards the upstream.
         self.apply(&decision)
     }
 
