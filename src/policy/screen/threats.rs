@@ -50,13 +50,15 @@ pub fn scan_request(request: &Request) -> Option<Reason> {
     }
     for name in SCANNED_HEADERS {
         for value in request.header_values(name) {
-            let found = if name == "cookie" {
-                value.split(';').find_map(|cookie| {
+            // Traversal too in cookie values (file names in cookies are a classic inclusion
+            // vector) and in the referer (browsers send it with dot segments resolved).
+            let found = match name {
+                "cookie" => value.split(';').find_map(|cookie| {
                     let value = cookie.split_once('=').map_or(cookie, |(_, v)| v);
-                    scan_encoded(value.trim(), false, false)
-                })
-            } else {
-                scan_encoded(value, false, false)
+                    scan_encoded(value.trim(), false, true)
+                }),
+                "referer" => scan_encoded(value, false, true),
+                _ => scan_encoded(value, false, false),
             };
             if found.is_some() {
                 return found;
