@@ -7,7 +7,7 @@ WASM := target/wasm32-wasip1/release/api_guard.wasm
 CORPORA ?= ../shared/corpora
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: all build test unit integration lint run envoy wasm-target validate clean
+.PHONY: all build test unit integration lint run envoy wasm-target validate clean conformance
 
 all: build
 
@@ -37,6 +37,10 @@ unit:
 
 integration: build envoy
 	cargo test --tests
+
+## conformance: replay the public corpora in $(CORPORA) through the filter in Envoy, print pass rates
+conformance: build envoy
+	API_GUARD_CORPORA=$(abspath $(CORPORA)) cargo test --test conformance -- --ignored --nocapture --test-threads=1
 
 ## validate: the demo envoy.yaml passes `envoy --mode validate`
 validate: build envoy

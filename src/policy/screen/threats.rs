@@ -89,9 +89,11 @@ fn scan_encoded(value: &str, plus_is_space: bool, traversal: bool) -> Option<Rea
     if traversal && decoded.iter().any(|d| has_traversal(d)) {
         return Some(Reason::ThreatTraversal);
     }
-    // Injection on the fully decoded form, and on the raw form when it differs (a detector
-    // may see through one encoding but not another).
-    decoded.iter().rev().find_map(|d| injection(d))
+    // Injection on the form the application sees (decoded once) and on the fully decoded
+    // form (double encoding); the raw form adds false positives, not detections.
+    let once = decoded.get(1).or(decoded.first())?;
+    let last = decoded.last()?;
+    injection(once).or_else(|| if last == once { None } else { injection(last) })
 }
 
 /// A JSON string value or member name (already decoded by the JSON parser).
