@@ -337,3 +337,24 @@ fn bad_body_configs_are_refused_by_envoy() {
         "{log}"
     );
 }
+
+#[test]
+fn a_body_ending_in_trailers_is_still_checked() {
+    let mut options = common::EnvoyOptions::new(CONFIG);
+    options.http_protocol_options = Some(json!({"enable_trailers": true}));
+    let envoy = Envoy::start_with(options);
+    let send = |body: &str| {
+        let mut stream = envoy.client().connect().unwrap();
+        let request = format!(
+            "POST /json HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\ncontent-type: application/json\r\n\
+             transfer-encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\nx-checksum: 1\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        read_response(&mut BufReader::new(stream)).unwrap()
+    };
+    assert_problem(&send("{\"a\":1,\"a\":2}"), 400, "body_invalid");
+    let r = send("{\"a\":1}");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(envoy.upstream.last().unwrap().body, b"{\"a\":1}");
+}

@@ -160,26 +160,21 @@ impl HttpContext for Filter {
                 Action::Continue
             };
         }
-        pending.done = true;
-        let Some(pending) = self.body.take() else {
+        self.finish_body(overflow, buffering, body_size)
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // A body that ends with trailers (HTTP/2, gRPC) never has `end_of_stream` set on a
+        // body callback: decide it here, or the buffered body would go on unchecked.
+        let Some(pending) = self.body.as_ref() else {
             return Action::Continue;
         };
-        let request =
-            Request::new(&pending.headers, pending.source.as_deref()).with_end_of_stream(false);
-        let decision = if overflow {
-            self.policy.body_overflow(&request, &pending.decision)
-        } else if buffering {
-            let body = self.get_http_request_body(0, body_size).unwrap_or_default();
-            self.policy
-                .evaluate_body(&request, &body, &pending.decision)
-        } else {
-            pending.decision.clone()
-        };
-        self.record(&decision, &request);
-        self.body = Some(pending);
-        // The headers have gone on already: a dry-run body denial is recorded (metrics, log,
-        // filter state) but cannot add its header towards the upstream.
-        self.apply(&decision)
+        if pending.done {
+            return Action::Continue;
+        }
+        let buffering = matches!(pending.plan, BodyPlan::Buffer { .. });
+        let size = usize::try_from(pending.seen).unwrap_or(usize::MAX);
+        self.finish_body(false, buffering, size)
     }
 
     fn on_log(&mut self) {
@@ -213,6 +208,33 @@ impl HttpContext for Filter {
 }
 
 impl Filter {
+    /// Decides a body that is complete (`buffered_size` bytes held by Envoy when
+    /// buffering) or that passed its bound, records the decision and applies it.
+    fn finish_body(&mut self, overflow: bool, buffering: bool, buffered_size: usize) -> Action {
+        let Some(mut pending) = self.body.take() else {
+            return Action::Continue;
+        };
+        pending.done = true;
+        let request =
+            Request::new(&pending.headers, pending.source.as_deref()).with_end_of_stream(false);
+        let decision = if overflow {
+            self.policy.body_overflow(&request, &pending.decision)
+        } else if buffering {
+            let body = self
+                .get_http_request_body(0, buffered_size)
+                .unwrap_or_default();
+            self.policy
+                .evaluate_body(&request, &body, &pending.decision)
+        } else {
+            pending.decision.clone()
+        };
+        self.record(&decision, &request);
+        self.body = Some(pending);
+        // The headers have gone on already: a dry-run body denial is recorded (metrics, log,
+        // filter state) but cannot add its header towards the upstream.
+        self.apply(&decision)
+    }
+
     /// Answers an enforced denial, or lets the request go on.
     fn apply(&mut self, decision: &Decision) -> Action {
         match decision.enforced_denial() {

@@ -87,6 +87,8 @@ pub struct EnvoyOptions {
     /// Extra environment for Envoy (e.g. test-only switches).
     pub env: Vec<(String, String)>,
     pub module: Option<PathBuf>,
+    /// The connection manager's `http_protocol_options` (HTTP/1), e.g. to accept trailers.
+    pub http_protocol_options: Option<Value>,
 }
 
 impl EnvoyOptions {
@@ -99,6 +101,7 @@ impl EnvoyOptions {
             without_api_guard: false,
             env: Vec::new(),
             module: None,
+            http_protocol_options: None,
         }
     }
 
@@ -165,7 +168,7 @@ pub fn bootstrap(options: &EnvoyOptions, upstream_port: u16, access_log: &Path) 
     }));
     let mut clusters = vec![loopback_cluster("upstream", upstream_port)];
     clusters.extend(options.clusters.iter().cloned());
-    json!({
+    let mut bootstrap = json!({
         "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } } },
         "static_resources": {
             "listeners": [{
@@ -209,7 +212,12 @@ pub fn bootstrap(options: &EnvoyOptions, upstream_port: u16, access_log: &Path) 
             }],
             "clusters": clusters
         }
-    })
+    });
+    if let Some(options) = &options.http_protocol_options {
+        bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"]["http_protocol_options"] = options.clone();
+    }
+    bootstrap
 }
 
 /// A running Envoy. Killed on drop; its log is printed if the test is failing.
