@@ -98,3 +98,121 @@ pub fn logged_line(decision: &Decision, reason: Reason, method: &str, path: &str
     })
     .to_string()
 }
+
+#[cfg(test)]
+#[allow(clippy::type_complexity)]
+mod tests {
+    use crate::config::compile;
+    use crate::policy::testing::MemoryHost;
+    use crate::policy::{Decision, Request, Verdict};
+
+    fn decide(config: &str, pairs: &[(&str, &str)], peer: &str) -> Decision {
+        let policy = compile(config.as_bytes()).unwrap();
+        let h: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        policy.evaluate(&Request::new(&h, Some(peer)), &MemoryHost::default())
+    }
+
+    #[test]
+    fn ip_lists_in_the_pipeline() {
+        let config = r#"{"client_ip":{"xff_trusted_hops":1},
+            "ip":{"deny":["192.0.2.0/24"]},
+            "rules":[{"name":"admin","match":{"prefix":"/admin"},
+                      "ip":{"allow":["10.0.0.0/8"],"deny":["10.9.0.0/16"]}}]}"#;
+        let table: &[(&str, &str, &str)] = &[
+            ("/x", "203.0.113.1", "-"),
+            ("/x", "192.0.2.1", "ip_denied"),
+            ("/admin", "10.1.0.1", "-"),
+            ("/admin", "10.9.0.1", "ip_denied"),
+            ("/admin", "203.0.113.1", "ip_denied"),
+            ("/admin", "6.6.6.6, 10.1.0.1", "-"),
+            ("/admin", "10.1.0.1, 6.6.6.6", "ip_denied"),
+        ];
+        for (path, xff, want) in table {
+            let d = decide(
+                config,
+                &[
+                    (":method", "GET"),
+                    (":path", path),
+                    ("x-forwarded-for", xff),
+                ],
+                "127.0.0.1:1",
+            );
+            assert_eq!(d.reason_code(), *want, "{path} {xff}");
+        }
+    }
+
+    #[test]
+    fn threat_modes_in_the_pipeline() {
+        let config = r#"{"rules":[
+            {"name":"b","match":{"prefix":"/b"},"threats":"block"},
+            {"name":"l","match":{"prefix":"/l"}},
+            {"name":"o","match":{"prefix":"/o"},"threats":"off"}]}"#;
+        let attack = "?id=1%27%20OR%20%271%27%3D%271";
+        let d = decide(
+            config,
+            &[(":method", "GET"), (":path", &format!("/b{attack}"))],
+            "1.2.3.4:1",
+        );
+        assert_eq!(d.enforced_denial().map(|x| x.status), Some(403));
+        assert_eq!(d.reason_code(), "threat_sqli");
+        // `log` is the default: allowed, noted.
+        let d = decide(
+            config,
+            &[(":method", "GET"), (":path", &format!("/l{attack}"))],
+            "1.2.3.4:1",
+        );
+        assert_eq!(d.verdict, Verdict::Allow);
+        assert_eq!(d.logged, vec![crate::policy::Reason::ThreatSqli]);
+        let d = decide(
+            config,
+            &[(":method", "GET"), (":path", &format!("/o{attack}"))],
+            "1.2.3.4:1",
+        );
+        assert_eq!((d.verdict, d.logged.len()), (Verdict::Allow, 0));
+        // Unmatched requests are not scanned.
+        let d = decide(
+            config,
+            &[(":method", "GET"), (":path", &format!("/z{attack}"))],
+            "1.2.3.4:1",
+        );
+        assert_eq!(d.logged.len(), 0);
+    }
+
+    #[test]
+    fn body_stage_decisions() {
+        let config = r#"{"rules":[
+            {"name":"b","match":{"prefix":"/b"},"threats":"block","body":{}},
+            {"name":"d","match":{"prefix":"/d"},"mode":"dry_run","threats":"log","body":{"max_bytes":10}}]}"#;
+        let policy = compile(config.as_bytes()).unwrap();
+        let host = MemoryHost::default();
+        let run = |path: &str, body: &[u8]| {
+            let h: Vec<(String, String)> = vec![
+                (":method".into(), "POST".into()),
+                (":path".into(), path.into()),
+                ("content-type".into(), "application/json".into()),
+            ];
+            let request = Request::new(&h, Some("1.2.3.4:1")).with_end_of_stream(false);
+            let header = policy.evaluate(&request, &host);
+            assert_eq!(
+                policy.body_plan(&request, &header),
+                crate::policy::body::BodyPlan::Buffer {
+                    max_bytes: if path == "/d" { 10 } else { 1024 * 1024 }
+                }
+            );
+            policy.evaluate_body(&request, body, &header)
+        };
+        assert_eq!(run("/b", b"{\"a\":\"x\"}").verdict, Verdict::Allow);
+        assert_eq!(
+            run("/b", b"{\"a\":\"<script>alert(1)</script>\"}").reason_code(),
+            "threat_xss"
+        );
+        let d = run("/d", b"{\"a\":\"1' or '1'='1\"}");
+        assert_eq!((d.action(), d.reason_code()), ("dry_run", "body_too_large"));
+        let d = run("/d", b"[\"../x\"]");
+        assert_eq!((d.action(), d.logged.len()), ("allow", 1));
+        assert_eq!(d.rule.as_deref(), Some("d"));
+    }
+}
