@@ -223,9 +223,23 @@ fn media_types_and_json_structure() {
             assert!(!problem.to_string().contains("\"id\""), "{problem}");
         }
     }
+    // A compressed JSON body cannot be checked: 415.
+    let r = envoy
+        .client()
+        .request(
+            "POST",
+            "/json",
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", "gzip"),
+            ],
+            Some(b"\x1f\x8b\x08\x00"),
+        )
+        .unwrap();
+    assert_problem(&r, 415, "media_type");
     let deny_invalid = envoy.prometheus_value("api_guard_deny_body_invalid");
     assert_eq!(deny_invalid, 6);
-    assert_eq!(envoy.prometheus_value("api_guard_deny_media_type"), 3);
+    assert_eq!(envoy.prometheus_value("api_guard_deny_media_type"), 4);
     let log = envoy.wait_access_log(table.len());
     assert!(log
         .iter()
