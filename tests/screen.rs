@@ -96,6 +96,7 @@ const THREATS: &str = r#"{
     {"name": "block", "match": {"prefix": "/block"}, "threats": "block",
      "body": {"content_types": ["application/json"]}},
     {"name": "log", "match": {"prefix": "/log"}, "threats": "log", "body": {}},
+    {"name": "forms", "match": {"prefix": "/forms"}, "threats": "block", "body": {}},
     {"name": "off", "match": {"prefix": "/off"}, "threats": "off"}
   ]
 }"#;
@@ -189,7 +190,28 @@ fn threats_are_blocked_in_path_query_headers_and_body() {
             .unwrap();
         assert_denied(&r, reason, &String::from_utf8_lossy(body));
     }
+    // Form bodies are scanned like a query.
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let r = envoy
+        .client()
+        .request(
+            "POST",
+            "/forms",
+            &form,
+            Some(b"name=x&id=1%27+OR+%271%27%3D%271"),
+        )
+        .unwrap();
+    assert_denied(&r, "threat_sqli", "form body");
     assert_eq!(envoy.upstream.count(), 0);
+    let r = envoy
+        .client()
+        .request("POST", "/forms", &form, Some(b"name=O%27Reilly&city=Lyon"))
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        envoy.upstream.last().unwrap().body,
+        b"name=O%27Reilly&city=Lyon"
+    );
     // Benign look-alikes pass.
     let r = envoy.client().must_get(
         "/block/orders/42?q=O%27Reilly&sort=-date&next=%2Fhome",

@@ -375,6 +375,17 @@ mod tests {
         assert_eq!(got, vec!["k\n", "a\"b", "é😀", "x"]);
     }
 
+    /// Why this check exists: serde_json alone keeps the last of duplicate names, and
+    /// refuses deep nesting only by its recursion limit (128).
+    #[test]
+    fn serde_json_alone_accepts_duplicates() {
+        let v: serde_json::Value = serde_json::from_str(r#"{"a":1,"a":2}"#).unwrap();
+        assert_eq!(v["a"], 2);
+        let deep = "[".repeat(100_000);
+        let e = serde_json::from_str::<serde_json::Value>(&deep).unwrap_err();
+        assert!(e.to_string().contains("recursion limit"), "{e}");
+    }
+
     #[test]
     fn a_hundred_thousand_levels_are_refused_without_recursion() {
         let deep = "[".repeat(100_000);

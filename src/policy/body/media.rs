@@ -57,6 +57,11 @@ impl MediaType {
         })
     }
 
+    /// `application/x-www-form-urlencoded`.
+    pub fn is_form(&self) -> bool {
+        self.kind == "application" && self.subtype == "x-www-form-urlencoded"
+    }
+
     /// `application/json` or any `+json` structured syntax suffix (RFC 6839).
     pub fn is_json(&self) -> bool {
         (self.kind == "application" && self.subtype == "json") || self.subtype.ends_with("+json")

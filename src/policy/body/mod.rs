@@ -105,11 +105,20 @@ impl BodyRules {
         Ok(())
     }
 
-    /// How the shell handles the body of a request that passed the header checks.
-    pub fn plan(&self, request: &Request) -> BodyPlan {
+    /// Whether the request declares a form body.
+    fn form_media(request: &Request) -> bool {
+        request
+            .header("content-type")
+            .and_then(MediaType::parse)
+            .is_some_and(|m| m.is_form())
+    }
+
+    /// How the shell handles the body of a request that passed the header checks: JSON
+    /// bodies, and form bodies when they are scanned for threats, are buffered.
+    pub fn plan(&self, request: &Request, scan_forms: bool) -> BodyPlan {
         if !request.body_expected() {
             BodyPlan::Skip
-        } else if BodyRules::json_media(request) {
+        } else if BodyRules::json_media(request) || (scan_forms && BodyRules::form_media(request)) {
             BodyPlan::Buffer {
                 max_bytes: self.max_bytes,
             }
@@ -170,8 +179,11 @@ impl super::Policy {
         if header.verdict != Verdict::Allow {
             return BodyPlan::Skip;
         }
-        match self.rule_for(request).and_then(|rule| rule.body.as_ref()) {
-            Some(body) => body.plan(request),
+        match self.rule_for(request) {
+            Some(rule) => match &rule.body {
+                Some(body) => body.plan(request, rule.threats != ThreatMode::Off),
+                None => BodyPlan::Skip,
+            },
             None => BodyPlan::Skip,
         }
     }
@@ -192,7 +204,12 @@ impl super::Policy {
                 };
                 let result = rules
                     .check_body(request, body, &mut on_string)
-                    .and_then(|()| screen::apply_threat(rule.threats, found, &mut decision));
+                    .and_then(|()| {
+                        if scan && found.is_none() && BodyRules::form_media(request) {
+                            found = threats::scan_form(body);
+                        }
+                        screen::apply_threat(rule.threats, found, &mut decision)
+                    });
                 if let Err(denial) = result {
                     decision.verdict = Verdict::Deny(denial);
                 }
@@ -359,19 +376,28 @@ mod tests {
     }
 
     #[test]
-    fn plans_buffer_only_json() {
+    fn plans_buffer_only_what_is_inspected() {
         let r = rules(&[], None);
         let json = h(&[("content-type", "application/json")]);
         let text = h(&[("content-type", "text/plain")]);
         assert_eq!(
-            r.plan(&request(&json, false)),
+            r.plan(&request(&json, false), false),
             BodyPlan::Buffer { max_bytes: 100 }
         );
         assert_eq!(
-            r.plan(&request(&text, false)),
+            r.plan(&request(&text, false), true),
             BodyPlan::Count { max_bytes: 100 }
         );
-        assert_eq!(r.plan(&request(&json, true)), BodyPlan::Skip);
+        assert_eq!(r.plan(&request(&json, true), true), BodyPlan::Skip);
+        let form = h(&[("content-type", "application/x-www-form-urlencoded")]);
+        assert_eq!(
+            r.plan(&request(&form, false), true),
+            BodyPlan::Buffer { max_bytes: 100 }
+        );
+        assert_eq!(
+            r.plan(&request(&form, false), false),
+            BodyPlan::Count { max_bytes: 100 }
+        );
     }
 
     #[test]

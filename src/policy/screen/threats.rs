@@ -38,15 +38,8 @@ pub fn scan_request(request: &Request) -> Option<Reason> {
     if let Some(reason) = scan_path(path) {
         return Some(reason);
     }
-    if let Some(query) = request.query() {
-        for pair in query.split('&') {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            for part in [name, value] {
-                if let Some(reason) = scan_encoded(part, true, true) {
-                    return Some(reason);
-                }
-            }
-        }
+    if let Some(reason) = request.query().and_then(scan_pairs) {
+        return Some(reason);
     }
     for name in SCANNED_HEADERS {
         for value in request.header_values(name) {
@@ -66,6 +59,19 @@ pub fn scan_request(request: &Request) -> Option<Reason> {
         }
     }
     None
+}
+
+/// `name=value&...` pairs (a query, or a form body), each name and value decoded.
+fn scan_pairs(pairs: &str) -> Option<Reason> {
+    pairs.split('&').find_map(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        scan_encoded(name, true, true).or_else(|| scan_encoded(value, true, true))
+    })
+}
+
+/// A form body (`application/x-www-form-urlencoded`), scanned as a query.
+pub fn scan_form(body: &[u8]) -> Option<Reason> {
+    scan_pairs(&String::from_utf8_lossy(body))
 }
 
 /// The path: traversal on the whole decoded path, SQLi/XSS on each decoded segment.
@@ -356,6 +362,19 @@ mod tests {
         for (path, headers, want) in table {
             assert_eq!(scan(path, headers), *want, "{path} {headers:?}");
         }
+    }
+
+    #[test]
+    fn form_bodies() {
+        assert_eq!(scan_form(b"name=O%27Reilly&city=Lyon"), None);
+        assert_eq!(
+            scan_form(b"name=x&id=1%27+OR+%271%27%3D%271").map(|r| r.code()),
+            Some("threat_sqli")
+        );
+        assert_eq!(
+            scan_form(b"file=..%2F..%2Fetc%2Fpasswd").map(|r| r.code()),
+            Some("threat_traversal")
+        );
     }
 
     #[test]
