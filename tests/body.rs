@@ -237,9 +237,20 @@ fn media_types_and_json_structure() {
         )
         .unwrap();
     assert_problem(&r, 415, "media_type");
+    // Two media types: refused, whichever the upstream would read.
+    let r = envoy
+        .client()
+        .request(
+            "POST",
+            "/json",
+            &[("content-type", "text/plain"), ("content-type", "application/json")],
+            Some(b"{}"),
+        )
+        .unwrap();
+    assert_problem(&r, 415, "media_type");
     let deny_invalid = envoy.prometheus_value("api_guard_deny_body_invalid");
     assert_eq!(deny_invalid, 6);
-    assert_eq!(envoy.prometheus_value("api_guard_deny_media_type"), 4);
+    assert_eq!(envoy.prometheus_value("api_guard_deny_media_type"), 5);
     let log = envoy.wait_access_log(table.len());
     assert!(log
         .iter()

@@ -81,6 +81,11 @@ impl BodyRules {
             }
             return Ok(());
         }
+        // Two media types: the upstream may read the other one than we check.
+        if request.header_values("content-type").nth(1).is_some() {
+            return Err(Denial::new(Reason::MediaType)
+                .with_detail("the request declares more than one media type"));
+        }
         // A compressed JSON body cannot be checked here (and would slip past the checks):
         // 415, as RFC 9110 section 15.5.16 says for an unsupported content coding.
         let encoded = request
@@ -362,6 +367,15 @@ mod tests {
                 &[("content-type", "image/png"), ("content-encoding", "gzip")],
                 false,
                 "-",
+            ),
+            (
+                &any,
+                &[
+                    ("content-type", "text/plain"),
+                    ("content-type", "application/json"),
+                ],
+                false,
+                "media_type",
             ),
             (&any, &[], false, "-"),
         ];
