@@ -243,7 +243,10 @@ fn media_types_and_json_structure() {
         .request(
             "POST",
             "/json",
-            &[("content-type", "text/plain"), ("content-type", "application/json")],
+            &[
+                ("content-type", "text/plain"),
+                ("content-type", "application/json"),
+            ],
             Some(b"{}"),
         )
         .unwrap();
@@ -382,4 +385,28 @@ fn a_body_ending_in_trailers_is_still_checked() {
     let r = send("{\"a\":1}");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(envoy.upstream.last().unwrap().body, b"{\"a\":1}");
+}
+
+#[test]
+fn schema_validation_at_the_deepest_allowed_nesting_stays_up() {
+    // A recursive schema over an instance nested 100 deep (the largest max_depth): boon and
+    // serde_json recurse, within the wasm stack.
+    let config = json!({"rules": [{"match": {"prefix": "/"}, "body": {"max_depth": 100, "json_schema": {
+        "$defs": {"n": {"anyOf": [{"type": "integer"}, {"type": "array", "items": {"$ref": "#/$defs/n"}}]}},
+        "$ref": "#/$defs/n"
+    }}}]});
+    let envoy = Envoy::start(&config.to_string());
+    let nested = |leaf: &str| format!("{}{leaf}{}", "[".repeat(99), "]".repeat(99));
+    let r = post_json(&envoy, "/deep", nested("1").as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = post_json(&envoy, "/deep", nested("\"x\"").as_bytes());
+    let problem = assert_problem(&r, 400, "body_schema");
+    assert!(!problem["errors"].as_array().unwrap().is_empty());
+    // 100 levels are allowed, 101 are not.
+    let r = post_json(&envoy, "/deep", format!("[{}]", nested("1")).as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = post_json(&envoy, "/deep", format!("[[{}]]", nested("1")).as_bytes());
+    assert_problem(&r, 400, "body_invalid");
+    assert_eq!(post_json(&envoy, "/deep", b"7").status, 200);
+    assert!(!envoy.log().contains("panic"), "{}", envoy.log());
 }
