@@ -84,7 +84,7 @@ pub struct Rule {
     pub scopes: Vec<String>,
     /// The `body` block: checked in stage 5.
     pub body: Option<body::BodyRules>,
-    /// `threats`: SQLi/XSS/traversal screening of path, query, headers and JSON strings.
+    /// `threats`: SQLi/XSS/traversal screening of path, query, headers and JSON/form bodies.
     pub threats: screen::ThreatMode,
     /// The rule's own `ip` lists (the global ones apply too; deny wins).
     pub ip: screen::IpRules,
