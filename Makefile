@@ -10,7 +10,7 @@ OCI := target/oci
 IMAGE ?= registry.example.com/platform/api-guard:$(VERSION)
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: all build test unit integration lint run envoy wasm-target validate clean fuzz soak oci pin crd-validators schema
+.PHONY: all build test unit integration lint run envoy wasm-target validate clean fuzz soak oci pin crd-validators schema conformance
 
 all: build
 
@@ -48,6 +48,10 @@ unit:
 
 integration: build envoy crd-validators
 	cargo test --features schema --test '*'
+
+## conformance: replay the public corpora in $(CORPORA) through the filter in Envoy, print pass rates
+conformance: build envoy
+	API_GUARD_CORPORA=$(abspath $(CORPORA)) cargo test --test conformance -- --ignored --nocapture --test-threads=1
 
 ## validate: the demo envoy.yaml passes `envoy --mode validate`
 validate: build envoy

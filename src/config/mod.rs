@@ -6,6 +6,7 @@
 //! never silently ignored.
 
 mod api_keys;
+mod body;
 mod error;
 mod headers;
 mod jwt;
@@ -13,13 +14,13 @@ mod rate_limits;
 mod rules;
 #[cfg(feature = "schema")]
 pub mod schema;
+mod screen;
 
 pub use error::{ConfigError, JsonPath};
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use serde_json::Value;
 
 use crate::policy::{ClientIpSource, LogDecisions, Mode, Policy};
 
@@ -41,7 +42,7 @@ pub struct RawConfig {
     /// Size of the shared bucket table (`{"slots": N}`).
     #[serde(default)]
     pub rate_limit_table: rate_limits::RawRateLimitTable,
-    pub ip: Option<Value>,
+    pub ip: Option<screen::RawIp>,
     #[serde(default)]
     pub rules: Vec<rules::RawRule>,
     #[serde(default)]
@@ -135,12 +136,6 @@ fn tidy_path(path: &str) -> String {
 /// Phase two: validate everything and build the policy.
 pub fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
     let root = JsonPath::root();
-    // Keys of the contract whose features are not built yet: refused, never ignored.
-    for (key, present) in [("ip", raw.ip.is_some())] {
-        if present {
-            return Err(ConfigError::not_supported(root.key(key).as_str()));
-        }
-    }
     let hardening = headers::compile(&raw.headers, &root.key("headers"))?;
     let jwt = jwt::compile(raw.jwt_providers.as_ref(), &root.key("jwt_providers"))?;
     let rate_limits = rate_limits::compile(raw.rate_limits.as_ref(), &root.key("rate_limits"))?;
@@ -180,6 +175,9 @@ pub fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
     policy.rate_limit_table = rate_limit_table;
     policy.jwt_providers = jwt.providers;
     policy.owned_request_headers.extend(jwt.owned_headers);
+    if let Some(ip) = &raw.ip {
+        policy.ip = screen::compile_ip(ip, &root.key("ip"))?;
+    }
     Ok(policy)
 }
 
@@ -229,7 +227,6 @@ mod tests {
                 "{\"log\": {\"decisions\": \"some\"}}",
                 "log.decisions: unknown variant `some`",
             ),
-            ("{\"ip\": {}}", "ip: not supported yet"),
             (
                 "{\"client_ip\": {\"xff_trusted_hops\": 17}}",
                 "client_ip.xff_trusted_hops: expected at most 16",

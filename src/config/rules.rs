@@ -1,7 +1,6 @@
 //! `rules`: which requests a rule applies to and what it demands of them.
 
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::{ConfigError, JsonPath};
 use crate::policy::{AuthMethod, Matcher, Mode, Rule};
@@ -22,9 +21,9 @@ pub struct RawRule {
     pub auth: Option<Vec<String>>,
     pub scopes: Option<Vec<String>>,
     pub rate_limit: Option<String>,
-    pub body: Option<Value>,
-    pub threats: Option<Value>,
-    pub ip: Option<Value>,
+    pub body: Option<super::body::RawBody>,
+    pub threats: Option<crate::policy::screen::ThreatMode>,
+    pub ip: Option<super::screen::RawIp>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,15 +78,6 @@ fn compile_rule(
     at: &JsonPath,
     referents: &Referents,
 ) -> Result<Rule, ConfigError> {
-    for (key, present) in [
-        ("body", raw.body.is_some()),
-        ("threats", raw.threats.is_some()),
-        ("ip", raw.ip.is_some()),
-    ] {
-        if present {
-            return Err(ConfigError::not_supported(at.key(key).as_str()));
-        }
-    }
     let name = match &raw.name {
         Some(name) => {
             if name.is_empty() || name.len() > 128 || !name.chars().all(is_name_char) {
@@ -115,6 +105,14 @@ fn compile_rule(
         )?),
         None => None,
     };
+    let body = match &raw.body {
+        Some(body) => Some(super::body::compile(body, &at.key("body"))?),
+        None => None,
+    };
+    let ip = match &raw.ip {
+        Some(ip) => super::screen::compile_ip(ip, &at.key("ip"))?,
+        None => Default::default(),
+    };
     Ok(Rule {
         name,
         matcher,
@@ -122,6 +120,9 @@ fn compile_rule(
         auth,
         scopes,
         rate_limit,
+        body,
+        threats: raw.threats.unwrap_or_default(),
+        ip,
     })
 }
 
@@ -304,10 +305,6 @@ mod tests {
             (
                 r#"{"rules":[{"match":{"prefix":"/"},"scopes":["a"]}]}"#,
                 "rules[0].scopes: scopes need a credential",
-            ),
-            (
-                r#"{"rules":[{"match":{"prefix":"/"},"body":{}}]}"#,
-                "rules[0].body: not supported yet",
             ),
             (r#"{"rules":"x"}"#, "rules: expected a sequence"),
         ];

@@ -12,6 +12,8 @@ pub struct Metrics {
     /// Indexed like [`Reason::ALL`].
     deny: Vec<Option<u32>>,
     dry_run: Vec<Option<u32>>,
+    /// Detections of checks in log mode (`threats: log`), indexed like [`Reason::ALL`].
+    logged: Vec<Option<u32>>,
 }
 
 impl Metrics {
@@ -27,6 +29,10 @@ impl Metrics {
             dry_run: Reason::ALL
                 .iter()
                 .map(|r| counter(format!("api_guard.dry_run.{}", r.code())))
+                .collect(),
+            logged: Reason::ALL
+                .iter()
+                .map(|r| counter(format!("api_guard.log.{}", r.code())))
                 .collect(),
         }
     }
@@ -48,6 +54,15 @@ impl Metrics {
         };
         if let Some(id) = id {
             let _ = hostcalls::increment_metric(id, 1);
+        }
+        for reason in &decision.logged {
+            let id = Reason::ALL
+                .iter()
+                .position(|r| r == reason)
+                .and_then(|i| self.logged.get(i).copied().flatten());
+            if let Some(id) = id {
+                let _ = hostcalls::increment_metric(id, 1);
+            }
         }
     }
 }

@@ -13,6 +13,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 
 use crate::config;
+use crate::policy::body::BodyPlan;
 use crate::policy::{Decision, HeaderAction, LogDecisions, Policy, Request};
 
 use host::EnvoyHost;
@@ -83,6 +84,7 @@ impl RootContext for Root {
             metrics,
             denied_locally: false,
             response_headers: Vec::new(),
+            body: None,
         }))
     }
 
@@ -98,20 +100,34 @@ struct Filter {
     denied_locally: bool,
     /// Added to the upstream's response (rate-limit quota fields).
     response_headers: Vec<(String, String)>,
+    /// A request whose body the core still has to see (stage 5).
+    body: Option<PendingBody>,
+}
+
+/// What the body stage needs from the headers stage.
+struct PendingBody {
+    headers: Vec<(String, String)>,
+    source: Option<String>,
+    /// The header decision (allowed), recorded only once the body is decided.
+    decision: Decision,
+    plan: BodyPlan,
+    /// Bytes seen so far.
+    seen: u64,
+    done: bool,
 }
 
 impl Context for Filter {}
 
 impl HttpContext for Filter {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let headers = self.get_http_request_headers();
         let source = self
             .get_property(vec!["source", "address"])
             .and_then(|b| String::from_utf8(b).ok());
-        let request = Request::new(&headers, source.as_deref());
+        let request = Request::new(&headers, source.as_deref()).with_end_of_stream(end_of_stream);
         test_hooks::crash_if_asked(request.path());
         let decision = self.policy.evaluate(&request, &EnvoyHost);
-        self.record(&decision, &request);
+        let plan = self.policy.body_plan(&request, &decision);
 
         for name in &decision.upstream_remove {
             self.set_http_request_header(name, None);
@@ -119,26 +135,77 @@ impl HttpContext for Filter {
         for (name, value) in &decision.upstream_set {
             self.set_http_request_header(name, Some(value));
         }
-        match decision.enforced_denial() {
-            Some(denial) => {
-                let body = denial.problem_json();
-                let mut reply: Vec<(&str, &str)> =
-                    vec![("content-type", "application/problem+json")];
-                reply.extend(denial.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-                reply.extend(
-                    self.policy
-                        .hardening
-                        .local_reply_headers()
-                        .iter()
-                        .map(|(n, v)| (n.as_str(), v.as_str())),
-                );
-                self.denied_locally = true;
-                self.send_http_response(u32::from(denial.status), reply, Some(body.as_bytes()));
-                Action::Pause
+        if plan != BodyPlan::Skip {
+            // Recorded once the body is decided. The headers go on: with the proxy-wasm ABI
+            // 0.2, pausing them would stop Envoy from handing us the body at all
+            // (StopAllIterationAndWatermark). The upstream gets no body byte of a buffered
+            // body before it passed; a denial resets the upstream request.
+            self.body = Some(PendingBody {
+                headers: headers.clone(),
+                source: source.clone(),
+                decision,
+                plan,
+                seen: 0,
+                done: false,
+            });
+            return Action::Continue;
+        }
+        self.record(&decision, &request);
+        self.apply(&decision)
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(pending) = self.body.as_mut() else {
+            return Action::Continue;
+        };
+        if pending.done {
+            return Action::Continue;
+        }
+        let size = u64::try_from(body_size).unwrap_or(u64::MAX);
+        let (max_bytes, buffering) = match pending.plan {
+            BodyPlan::Skip => return Action::Continue,
+            BodyPlan::Count { max_bytes } => {
+                // Streamed chunks are handed over one by one: `body_size` is this chunk.
+                pending.seen = pending.seen.saturating_add(size);
+                (max_bytes, false)
             }
-            None => {
-                self.response_headers = decision.response_headers;
+            BodyPlan::Buffer { max_bytes } => {
+                // While we pause, Envoy buffers: `body_size` is everything so far.
+                pending.seen = size;
+                (max_bytes, true)
+            }
+        };
+        let overflow = pending.seen > max_bytes;
+        if !overflow && !end_of_stream {
+            return if buffering {
+                Action::Pause
+            } else {
                 Action::Continue
+            };
+        }
+        self.finish_body(overflow, buffering, body_size)
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // A body that ends with trailers (HTTP/2, gRPC) never has `end_of_stream` set on a
+        // body callback: decide it here, or the buffered body would go on unchecked.
+        let Some(pending) = self.body.as_ref() else {
+            return Action::Continue;
+        };
+        if pending.done {
+            return Action::Continue;
+        }
+        let buffering = matches!(pending.plan, BodyPlan::Buffer { .. });
+        let size = usize::try_from(pending.seen).unwrap_or(usize::MAX);
+        self.finish_body(false, buffering, size)
+    }
+
+    fn on_log(&mut self) {
+        // A request that ended before its body was decided is recorded as its headers were.
+        if let Some(pending) = self.body.take() {
+            if !pending.done {
+                let request = Request::new(&pending.headers, pending.source.as_deref());
+                self.record(&pending.decision, &request);
             }
         }
     }
@@ -167,6 +234,59 @@ impl HttpContext for Filter {
 }
 
 impl Filter {
+    /// Decides a body that is complete (`buffered_size` bytes held by Envoy when
+    /// buffering) or that passed its bound, records the decision and applies it.
+    fn finish_body(&mut self, overflow: bool, buffering: bool, buffered_size: usize) -> Action {
+        let Some(mut pending) = self.body.take() else {
+            return Action::Continue;
+        };
+        pending.done = true;
+        let request =
+            Request::new(&pending.headers, pending.source.as_deref()).with_end_of_stream(false);
+        let decision = if overflow {
+            self.policy.body_overflow(&request, &pending.decision)
+        } else if buffering {
+            let body = self
+                .get_http_request_body(0, buffered_size)
+                .unwrap_or_default();
+            self.policy
+                .evaluate_body(&request, &body, &pending.decision)
+        } else {
+            pending.decision.clone()
+        };
+        self.record(&decision, &request);
+        self.body = Some(pending);
+        // The headers have gone on already: a dry-run body denial is recorded (metrics, log,
+        // filter state) but cannot add its header towards the upstream.
+        self.apply(&decision)
+    }
+
+    /// Answers an enforced denial, or lets the request go on.
+    fn apply(&mut self, decision: &Decision) -> Action {
+        match decision.enforced_denial() {
+            Some(denial) => {
+                let body = denial.problem_json();
+                let mut reply: Vec<(&str, &str)> =
+                    vec![("content-type", "application/problem+json")];
+                reply.extend(denial.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+                reply.extend(
+                    self.policy
+                        .hardening
+                        .local_reply_headers()
+                        .iter()
+                        .map(|(n, v)| (n.as_str(), v.as_str())),
+                );
+                self.denied_locally = true;
+                self.send_http_response(u32::from(denial.status), reply, Some(body.as_bytes()));
+                Action::Pause
+            }
+            None => {
+                self.response_headers = decision.response_headers.clone();
+                Action::Continue
+            }
+        }
+    }
+
     /// Counts the decision, publishes it to the access log and logs it as configured.
     fn record(&self, decision: &Decision, request: &Request) {
         self.metrics.count(decision);
@@ -181,6 +301,18 @@ impl Filter {
         };
         if log_it {
             log::info!("{}", decision.log_line(request.method(), request.path()));
+        }
+        // Detections in log mode: always a line and a counter, whatever `log.decisions` says.
+        for reason in &decision.logged {
+            log::warn!(
+                "{}",
+                crate::policy::screen::logged_line(
+                    decision,
+                    *reason,
+                    request.method(),
+                    request.path()
+                )
+            );
         }
     }
 }

@@ -2,11 +2,13 @@
 //! Nothing here knows about proxy-wasm; the host comes in through [`Host`].
 
 pub mod auth;
+pub mod body;
 pub mod client_ip;
 pub mod harden;
 pub mod host;
 pub mod limit;
 mod request;
+pub mod screen;
 pub mod testing;
 mod verdict;
 
@@ -85,6 +87,12 @@ pub struct Rule {
     pub scopes: Vec<String>,
     /// The rate-limit policy, by index into `Policy::rate_limits` (an API key's own wins).
     pub rate_limit: Option<usize>,
+    /// The `body` block: checked in stage 5.
+    pub body: Option<body::BodyRules>,
+    /// `threats`: SQLi/XSS/traversal screening of path, query, headers and JSON/form bodies.
+    pub threats: screen::ThreatMode,
+    /// The rule's own `ip` lists (the global ones apply too; deny wins).
+    pub ip: screen::IpRules,
 }
 
 /// The compiled configuration. Built once per `on_configure`, never changed afterwards.
@@ -102,6 +110,8 @@ pub struct Policy {
     pub api_keys: Option<auth::api_key::ApiKeys>,
     pub rate_limits: Vec<limit::RateLimitPolicy>,
     pub rate_limit_table: limit::table::SlotTable,
+    /// The global `ip` lists, applied to every request.
+    pub ip: screen::IpRules,
 }
 
 impl Default for Policy {
@@ -128,6 +138,7 @@ impl Policy {
             api_keys: None,
             rate_limits: Vec::new(),
             rate_limit_table: limit::table::SlotTable::default(),
+            ip: screen::IpRules::default(),
         }
     }
 
@@ -172,7 +183,8 @@ impl Policy {
     ) -> Result<(), Denial> {
         // 1. Transport.
         self.check_https(request)?;
-        // 2. Screening (client IP, threats) goes here.
+        // 2. Screening: client IP, then threats in path, query and headers.
+        self.screen(request, rule, decision)?;
         let Some(rule) = rule else {
             return Ok(());
         };
@@ -189,6 +201,11 @@ impl Policy {
         // 4. Rate limit: the credential's tier, else the rule's policy.
         self.check_rate_limit(tier.or(rule.rate_limit), host, decision)?;
         // 5. The body is checked once it arrives.
+        // 5. The body: what its headers tell now (length, media type); the rest once it
+        //    arrives (`evaluate_body`).
+        if let Some(body) = &rule.body {
+            body.check_headers(request)?;
+        }
         Ok(())
     }
 

@@ -9,6 +9,8 @@ pub struct Request<'a> {
     headers: &'a [(String, String)],
     /// The downstream peer as Envoy reports it (`ip:port`), if known.
     source_address: Option<&'a str>,
+    /// Whether the headers ended the stream (no body follows), when the host says so.
+    end_of_stream: Option<bool>,
 }
 
 impl<'a> Request<'a> {
@@ -16,6 +18,26 @@ impl<'a> Request<'a> {
         Request {
             headers,
             source_address,
+            end_of_stream: None,
+        }
+    }
+
+    /// Records whether the headers ended the stream (Envoy's `end_of_stream`).
+    pub fn with_end_of_stream(mut self, end_of_stream: bool) -> Self {
+        self.end_of_stream = Some(end_of_stream);
+        self
+    }
+
+    /// Whether a body follows the headers: as the host said, else from the framing headers.
+    pub fn body_expected(&self) -> bool {
+        match self.end_of_stream {
+            Some(end) => !end,
+            None => {
+                self.header("transfer-encoding").is_some()
+                    || self
+                        .header_values("content-length")
+                        .any(|v| v.trim().parse::<u64>().map_or(true, |n| n > 0))
+            }
         }
     }
 

@@ -237,6 +237,9 @@ pub struct Decision {
     pub upstream_set: Vec<(String, String)>,
     /// Headers to add to the upstream's response when the request is allowed (quota fields).
     pub response_headers: Vec<(String, String)>,
+    /// Detections of a check in log mode (e.g. `threats: log`): logged and counted, never
+    /// enforced.
+    pub logged: Vec<Reason>,
 }
 
 impl Decision {
@@ -249,6 +252,7 @@ impl Decision {
             upstream_remove: Vec::new(),
             upstream_set: Vec::new(),
             response_headers: Vec::new(),
+            logged: Vec::new(),
         }
     }
 

@@ -92,6 +92,8 @@ pub struct EnvoyOptions {
     /// The connection manager's `use_remote_address` (an edge Envoy): the downstream address
     /// is the TCP peer, not the last X-Forwarded-For entry.
     pub use_remote_address: bool,
+    /// The connection manager's `http_protocol_options` (HTTP/1), e.g. to accept trailers.
+    pub http_protocol_options: Option<Value>,
 }
 
 impl EnvoyOptions {
@@ -106,6 +108,7 @@ impl EnvoyOptions {
             vm_env: Vec::new(),
             module: None,
             use_remote_address: false,
+            http_protocol_options: None,
         }
     }
 
@@ -241,6 +244,10 @@ pub fn bootstrap(options: &EnvoyOptions, upstream_port: u16, access_log: &Path) 
     if options.use_remote_address {
         bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
             ["typed_config"]["use_remote_address"] = json!(true);
+    }
+    if let Some(options) = &options.http_protocol_options {
+        bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"]["http_protocol_options"] = options.clone();
     }
     bootstrap
 }

@@ -1,0 +1,104 @@
+//! `ip` blocks (global and per rule). `threats` is an enum parsed by serde.
+
+use serde::Deserialize;
+
+use super::{ConfigError, JsonPath};
+use crate::policy::screen::{ip::parse_entry, IpRules};
+
+/// Entries per list; a longer list belongs in a network policy.
+const MAX_ENTRIES: usize = 10_000;
+
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RawIp {
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub deny: Vec<String>,
+}
+
+pub fn compile_ip(raw: &RawIp, at: &JsonPath) -> Result<IpRules, ConfigError> {
+    let mut rules = IpRules::default();
+    for (key, entries, out) in [
+        ("allow", &raw.allow, &mut rules.allow),
+        ("deny", &raw.deny, &mut rules.deny),
+    ] {
+        let at = at.key(key);
+        if entries.len() > MAX_ENTRIES {
+            return Err(at.error(format!("expected at most {MAX_ENTRIES} entries")));
+        }
+        for (i, entry) in entries.iter().enumerate() {
+            let net = parse_entry(entry).map_err(|message| at.index(i).error(message))?;
+            if !out.contains(&net) {
+                out.push(net);
+            }
+        }
+    }
+    Ok(rules)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::compile;
+
+    fn refusal(json: &str) -> String {
+        match compile(json.as_bytes()) {
+            Ok(_) => panic!("accepted: {json}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn bad_screens_are_refused_with_their_path() {
+        let table = [
+            (
+                r#"{"ip":{"deny":["10.0.0.0/33"]}}"#,
+                "ip.deny[0]: expected an IPv4 or IPv6",
+            ),
+            (
+                r#"{"ip":{"allow":["10.0.0.1/8"]}}"#,
+                "ip.allow[0]: has bits set",
+            ),
+            (
+                r#"{"ip":{"allow":["10.0.0.0/8","bogus"]}}"#,
+                "ip.allow[1]: expected an IPv4",
+            ),
+            (
+                r#"{"ip":{"allow":"10.0.0.0/8"}}"#,
+                "ip.allow: expected a sequence",
+            ),
+            (r#"{"ip":{"block":[]}}"#, "ip.block: unknown field"),
+            (
+                r#"{"rules":[{"match":{"prefix":"/"},"ip":{"deny":["2001:db8::/129"]}}]}"#,
+                "rules[0].ip.deny[0]: expected an IPv4 or IPv6",
+            ),
+            (
+                r#"{"rules":[{"match":{"prefix":"/"},"threats":"deny"}]}"#,
+                "rules[0].threats: unknown variant `deny`",
+            ),
+            (
+                r#"{"rules":[{"match":{"prefix":"/"},"threats":true}]}"#,
+                "rules[0].threats: unexpected value",
+            ),
+        ];
+        for (json, want) in table {
+            let got = refusal(json);
+            assert!(
+                got.starts_with(want),
+                "{json}: got {got:?}, want prefix {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn accepts_screens() {
+        let policy = compile(
+            br#"{"ip":{"allow":["10.0.0.0/8","2001:db8::/32"],"deny":["10.1.0.0/16"]},
+                 "rules":[{"match":{"prefix":"/"},"threats":"block","ip":{"allow":["10.0.0.7"]}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(policy.ip.allow.len(), 2);
+        assert_eq!(policy.rules[0].ip.allow.len(), 1);
+    }
+}

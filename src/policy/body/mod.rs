@@ -1,0 +1,460 @@
+//! Stage 5: the request body. Size (declared and counted), media type, JSON structure
+//! (syntax, UTF-8, duplicate names, depth) and JSON Schema.
+
+pub mod json;
+pub mod media;
+pub mod schema;
+
+use serde_json::Value;
+
+use super::screen::{self, threats, ThreatMode};
+use super::{Decision, Denial, Mode, Reason, Request, Verdict, DRY_RUN_HEADER};
+
+pub use media::{MediaRange, MediaType};
+pub use schema::Schema;
+
+/// `max_bytes` when a `body` block leaves it out: Envoy's default buffer limit.
+pub const DEFAULT_MAX_BYTES: u64 = 1024 * 1024;
+/// `max_depth` when left out.
+pub const DEFAULT_MAX_DEPTH: usize = 32;
+/// serde_json parses with a recursion limit of 128; the structure check keeps below it.
+pub const MAX_MAX_DEPTH: usize = 100;
+
+/// Methods that carry no body by convention: a rule's schema does not demand one of them.
+const BODYLESS_METHODS: [&str; 4] = ["GET", "HEAD", "DELETE", "OPTIONS"];
+
+/// A rule's compiled `body` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyRules {
+    pub max_bytes: u64,
+    /// Allowed media types; empty: any.
+    pub content_types: Vec<MediaRange>,
+    pub max_depth: usize,
+    pub schema: Option<Schema>,
+}
+
+/// What the shell does with a request's body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyPlan {
+    /// Nothing to check.
+    Skip,
+    /// Count bytes as they stream through; refuse past `max_bytes`.
+    Count { max_bytes: u64 },
+    /// Buffer the whole body (up to `max_bytes`), then check it.
+    Buffer { max_bytes: u64 },
+}
+
+impl BodyRules {
+    fn too_large() -> Denial {
+        Denial::new(Reason::BodyTooLarge).with_detail("the request body is larger than allowed")
+    }
+
+    fn invalid(detail: &'static str) -> Denial {
+        Denial::new(Reason::BodyInvalid).with_detail(detail)
+    }
+
+    /// The request's media type, when it is JSON.
+    fn json_media(request: &Request) -> bool {
+        request
+            .header("content-type")
+            .and_then(MediaType::parse)
+            .is_some_and(|m| m.is_json())
+    }
+
+    /// What can be decided from the headers: the declared length, the media type, and
+    /// whether a body that a schema requires is missing.
+    pub fn check_headers(&self, request: &Request) -> Result<(), Denial> {
+        for length in request.header_values("content-length") {
+            // Envoy refuses malformed or conflicting lengths before filters run.
+            if length
+                .trim()
+                .parse::<u64>()
+                .is_ok_and(|n| n > self.max_bytes)
+            {
+                return Err(BodyRules::too_large());
+            }
+        }
+        if !request.body_expected() {
+            let needs_body = self.schema.is_some() && !BODYLESS_METHODS.contains(&request.method());
+            if needs_body {
+                return Err(BodyRules::invalid("a JSON body is required"));
+            }
+            return Ok(());
+        }
+        // Two media types: the upstream may read the other one than we check.
+        if request.header_values("content-type").nth(1).is_some() {
+            return Err(Denial::new(Reason::MediaType)
+                .with_detail("the request declares more than one media type"));
+        }
+        // A compressed JSON body cannot be checked here (and would slip past the checks):
+        // 415, as RFC 9110 section 15.5.16 says for an unsupported content coding.
+        let encoded = request
+            .header_values("content-encoding")
+            .any(|v| !v.trim().is_empty() && !v.trim().eq_ignore_ascii_case("identity"));
+        if encoded && BodyRules::json_media(request) {
+            return Err(Denial::new(Reason::MediaType)
+                .with_detail("compressed request bodies are not accepted here"));
+        }
+        if !self.content_types.is_empty() {
+            let media = request.header("content-type").and_then(MediaType::parse);
+            let allowed = media.as_ref().is_some_and(|m| {
+                self.content_types.iter().any(|range| range.matches(m))
+                    // JSON is UTF-8 (RFC 8259); another declared charset is not JSON.
+                    && (!m.is_json() || m.charset.as_deref().is_none_or(|c| c == "utf-8"))
+            });
+            if !allowed {
+                return Err(Denial::new(Reason::MediaType)
+                    .with_detail("the request media type is not accepted here"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the request declares a form body.
+    fn form_media(request: &Request) -> bool {
+        request
+            .header("content-type")
+            .and_then(MediaType::parse)
+            .is_some_and(|m| m.is_form())
+    }
+
+    /// How the shell handles the body of a request that passed the header checks: JSON
+    /// bodies, and form bodies when they are scanned for threats, are buffered.
+    pub fn plan(&self, request: &Request, scan_forms: bool) -> BodyPlan {
+        if !request.body_expected() {
+            BodyPlan::Skip
+        } else if BodyRules::json_media(request) || (scan_forms && BodyRules::form_media(request)) {
+            BodyPlan::Buffer {
+                max_bytes: self.max_bytes,
+            }
+        } else {
+            BodyPlan::Count {
+                max_bytes: self.max_bytes,
+            }
+        }
+    }
+
+    /// The answer for a body that passed `max_bytes` while it arrived.
+    pub fn overflow(&self) -> Denial {
+        BodyRules::too_large()
+    }
+
+    /// Checks a complete body. JSON bodies (by media type) are checked for structure and
+    /// against the schema; every member name and string value is passed to `on_string`.
+    pub fn check_body(
+        &self,
+        request: &Request,
+        body: &[u8],
+        on_string: &mut dyn FnMut(&str),
+    ) -> Result<(), Denial> {
+        if u64::try_from(body.len()).map_or(true, |n| n > self.max_bytes) {
+            return Err(BodyRules::too_large());
+        }
+        if !BodyRules::json_media(request) {
+            return Ok(());
+        }
+        if body.is_empty() {
+            if self.schema.is_some() {
+                return Err(BodyRules::invalid("a JSON body is required"));
+            }
+            return Ok(());
+        }
+        json::check(body, self.max_depth, on_string).map_err(|e| BodyRules::invalid(e.detail()))?;
+        let Some(schema) = &self.schema else {
+            return Ok(());
+        };
+        // The structure check bounds the depth well below serde_json's recursion limit.
+        let instance: Value = serde_json::from_slice(body)
+            .map_err(|_| BodyRules::invalid("the body is not valid JSON"))?;
+        schema.validate(&instance).map_err(|errors| {
+            let mut denial = Denial::new(Reason::BodySchema)
+                .with_detail("the body does not match the schema of this API");
+            denial
+                .extensions
+                .insert("errors".into(), Value::Array(errors));
+            denial
+        })
+    }
+}
+
+impl super::Policy {
+    /// What the shell does with the body of a request whose header decision is `header`:
+    /// only an allowed request on a rule with a `body` block has its body looked at.
+    pub fn body_plan(&self, request: &Request, header: &Decision) -> BodyPlan {
+        if header.verdict != Verdict::Allow {
+            return BodyPlan::Skip;
+        }
+        match self.rule_for(request) {
+            Some(rule) => match &rule.body {
+                Some(body) => body.plan(request, rule.threats != ThreatMode::Off),
+                None => BodyPlan::Skip,
+            },
+            None => BodyPlan::Skip,
+        }
+    }
+
+    /// Stage 5 once the whole body has arrived: the final decision for the request,
+    /// carrying over the header decision's rule, client and notes.
+    pub fn evaluate_body(&self, request: &Request, body: &[u8], header: &Decision) -> Decision {
+        let rule = self.rule_for(request);
+        let mut decision = body_decision(header);
+        if let Some(rule) = rule {
+            if let Some(rules) = &rule.body {
+                let mut found: Option<Reason> = None;
+                let scan = rule.threats != ThreatMode::Off;
+                let mut on_string = |s: &str| {
+                    if scan && found.is_none() {
+                        found = threats::scan_text(s);
+                    }
+                };
+                let result = rules
+                    .check_body(request, body, &mut on_string)
+                    .and_then(|()| {
+                        if scan && found.is_none() && BodyRules::form_media(request) {
+                            found = threats::scan_form(body);
+                        }
+                        screen::apply_threat(rule.threats, found, &mut decision)
+                    });
+                if let Err(denial) = result {
+                    decision.verdict = Verdict::Deny(denial);
+                }
+            }
+        }
+        self.finish_body(rule, decision)
+    }
+
+    /// Stage 5 for a body that passed `max_bytes` while it streamed in.
+    pub fn body_overflow(&self, request: &Request, header: &Decision) -> Decision {
+        let rule = self.rule_for(request);
+        let mut decision = body_decision(header);
+        if let Some(rules) = rule.and_then(|r| r.body.as_ref()) {
+            decision.verdict = Verdict::Deny(rules.overflow());
+        }
+        self.finish_body(rule, decision)
+    }
+
+    fn finish_body(&self, rule: Option<&super::Rule>, mut decision: Decision) -> Decision {
+        let mode = rule.and_then(|r| r.mode).unwrap_or(self.mode);
+        if let Verdict::Deny(denial) = &decision.verdict {
+            if mode == Mode::DryRun {
+                decision.dry_run = true;
+                decision
+                    .upstream_set
+                    .push((DRY_RUN_HEADER.to_string(), denial.reason.code().to_string()));
+            }
+        }
+        decision
+    }
+}
+
+fn body_decision(header: &Decision) -> Decision {
+    let mut decision = Decision::allow(header.rule.clone());
+    decision.client = header.client.clone();
+    decision.logged = header.logged.clone();
+    decision
+}
+
+#[cfg(test)]
+#[allow(clippy::type_complexity)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rules(content_types: &[&str], schema: Option<Value>) -> BodyRules {
+        BodyRules {
+            max_bytes: 100,
+            content_types: content_types
+                .iter()
+                .map(|c| MediaRange::parse(c).unwrap())
+                .collect(),
+            max_depth: 3,
+            schema: schema.map(|s| Schema::compile(&s).unwrap()),
+        }
+    }
+
+    fn request<'a>(headers: &'a [(String, String)], eos: bool) -> Request<'a> {
+        Request::new(headers, None).with_end_of_stream(eos)
+    }
+
+    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn code(result: Result<(), Denial>) -> &'static str {
+        result.err().map_or("-", |d| d.reason.code())
+    }
+
+    #[test]
+    fn header_checks() {
+        let json_only = rules(&["application/json"], None);
+        let with_schema = rules(&["application/json"], Some(json!({"type": "object"})));
+        let any = rules(&[], None);
+        let table: &[(&BodyRules, &[(&str, &str)], bool, &str)] = &[
+            (
+                &json_only,
+                &[("content-length", "101")],
+                false,
+                "body_too_large",
+            ),
+            (
+                &json_only,
+                &[
+                    ("content-length", "100"),
+                    ("content-type", "application/json"),
+                ],
+                false,
+                "-",
+            ),
+            (
+                &json_only,
+                &[("content-type", "text/plain")],
+                false,
+                "media_type",
+            ),
+            (&json_only, &[], false, "media_type"),
+            (
+                &json_only,
+                &[("content-type", "application/json;;")],
+                false,
+                "-",
+            ),
+            (
+                &json_only,
+                &[("content-type", "application/json x")],
+                false,
+                "media_type",
+            ),
+            (
+                &json_only,
+                &[("content-type", "application/json; charset=utf-16")],
+                false,
+                "media_type",
+            ),
+            (
+                &json_only,
+                &[("content-type", "Application/JSON; charset=\"UTF-8\"")],
+                false,
+                "-",
+            ),
+            // No body: the media type does not matter.
+            (&json_only, &[(":method", "POST")], true, "-"),
+            (&with_schema, &[(":method", "POST")], true, "body_invalid"),
+            (&with_schema, &[(":method", "GET")], true, "-"),
+            (&any, &[("content-type", "image/png")], false, "-"),
+            (
+                &any,
+                &[
+                    ("content-type", "application/json"),
+                    ("content-encoding", "gzip"),
+                ],
+                false,
+                "media_type",
+            ),
+            (
+                &any,
+                &[
+                    ("content-type", "application/json"),
+                    ("content-encoding", "identity"),
+                ],
+                false,
+                "-",
+            ),
+            (
+                &any,
+                &[("content-type", "image/png"), ("content-encoding", "gzip")],
+                false,
+                "-",
+            ),
+            (
+                &any,
+                &[
+                    ("content-type", "text/plain"),
+                    ("content-type", "application/json"),
+                ],
+                false,
+                "media_type",
+            ),
+            (&any, &[], false, "-"),
+        ];
+        for (rules, pairs, eos, want) in table {
+            let headers = h(pairs);
+            assert_eq!(
+                code(rules.check_headers(&request(&headers, *eos))),
+                *want,
+                "{pairs:?} eos {eos}"
+            );
+        }
+    }
+
+    #[test]
+    fn plans_buffer_only_what_is_inspected() {
+        let r = rules(&[], None);
+        let json = h(&[("content-type", "application/json")]);
+        let text = h(&[("content-type", "text/plain")]);
+        assert_eq!(
+            r.plan(&request(&json, false), false),
+            BodyPlan::Buffer { max_bytes: 100 }
+        );
+        assert_eq!(
+            r.plan(&request(&text, false), true),
+            BodyPlan::Count { max_bytes: 100 }
+        );
+        assert_eq!(r.plan(&request(&json, true), true), BodyPlan::Skip);
+        let form = h(&[("content-type", "application/x-www-form-urlencoded")]);
+        assert_eq!(
+            r.plan(&request(&form, false), true),
+            BodyPlan::Buffer { max_bytes: 100 }
+        );
+        assert_eq!(
+            r.plan(&request(&form, false), false),
+            BodyPlan::Count { max_bytes: 100 }
+        );
+    }
+
+    #[test]
+    fn body_checks() {
+        let plain = rules(&["application/json"], None);
+        let typed = rules(
+            &["application/json"],
+            Some(json!({"type": "object", "required": ["a"]})),
+        );
+        let json = h(&[("content-type", "application/json")]);
+        let text = h(&[("content-type", "text/plain")]);
+        let table: &[(&BodyRules, &Vec<(String, String)>, &[u8], &str)] = &[
+            (&plain, &json, b"{\"a\":1}", "-"),
+            (&plain, &json, b"{\"a\":1", "body_invalid"),
+            (&plain, &json, b"[\"\xff\"]", "body_invalid"),
+            (&plain, &json, b"{\"a\":1,\"a\":1}", "body_invalid"),
+            (&plain, &json, b"[[[[]]]]", "body_invalid"),
+            (&plain, &json, b"", "-"),
+            (&plain, &json, &[b' '; 101], "body_too_large"),
+            (&plain, &text, b"{not json", "-"),
+            (&typed, &json, b"{\"a\":1}", "-"),
+            (&typed, &json, b"{\"b\":1}", "body_schema"),
+            (&typed, &json, b"", "body_invalid"),
+        ];
+        for (rules, headers, body, want) in table {
+            let got = rules.check_body(&request(headers, false), body, &mut |_| {});
+            assert_eq!(code(got), *want, "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn schema_denials_list_errors() {
+        let typed = rules(&[], Some(json!({"required": ["a"]})));
+        let json = h(&[("content-type", "application/json")]);
+        let denial = typed
+            .check_body(&request(&json, false), b"{\"b\":\"v\"}", &mut |_| {})
+            .unwrap_err();
+        let body: Value = serde_json::from_str(&denial.problem_json()).unwrap();
+        assert_eq!(body["status"], 400);
+        assert_eq!(body["reason"], "body_schema");
+        assert_eq!(
+            body["errors"],
+            json!([{"pointer": "", "keyword": "required"}])
+        );
+    }
+}
