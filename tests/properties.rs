@@ -194,3 +194,57 @@ proptest! {
         }
     }
 }
+
+/// Reference containment, by masking.
+fn v4_contains(net: u32, prefix: u32, ip: u32) -> bool {
+    let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+    (ip & mask) == (net & mask)
+}
+
+fn v6_contains(net: u128, prefix: u32, ip: u128) -> bool {
+    let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - prefix) };
+    (ip & mask) == (net & mask)
+}
+
+fn denied(config: &str, peer: &str) -> bool {
+    let headers = vec![
+        (":method".to_string(), "GET".to_string()),
+        (":path".to_string(), "/".to_string()),
+    ];
+    let request = Request::new(&headers, Some(peer));
+    compile(config).evaluate(&request, &MemoryHost::default()).reason_code() == "ip_denied"
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// IPv4 deny lists agree with masking arithmetic, for every prefix length, and an
+    /// allow list is exactly its complement.
+    #[test]
+    fn cidr_v4_matching_agrees_with_a_reference(net in any::<u32>(), prefix in 0u32..=32, ip in any::<u32>(), near in any::<bool>()) {
+        let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+        let net = net & mask;
+        // Half the time, an address inside or right next to the network.
+        let ip = if near { net ^ (ip & 0x1ff) } else { ip };
+        let cidr = format!("{}/{prefix}", std::net::Ipv4Addr::from(net));
+        let peer = format!("{}:1", std::net::Ipv4Addr::from(ip));
+        let want = v4_contains(net, prefix, ip);
+        prop_assert_eq!(denied(&format!(r#"{{"ip":{{"deny":["{cidr}"]}}}}"#), &peer), want, "{} in {}", peer, cidr);
+        prop_assert_eq!(denied(&format!(r#"{{"ip":{{"allow":["{cidr}"]}}}}"#), &peer), !want, "{} outside {}", peer, cidr);
+    }
+
+    #[test]
+    fn cidr_v6_matching_agrees_with_a_reference(net in any::<u128>(), prefix in 0u32..=128, ip in any::<u128>(), near in any::<bool>()) {
+        let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - prefix) };
+        let net = net & mask;
+        let ip = if near { net ^ (ip & 0x1ffff) } else { ip };
+        let net_addr = std::net::Ipv6Addr::from(net);
+        let ip_addr = std::net::Ipv6Addr::from(ip);
+        // IPv4-mapped addresses are compared as IPv4 by design: leave them to the v4 property.
+        prop_assume!(net_addr.to_ipv4_mapped().is_none() && ip_addr.to_ipv4_mapped().is_none());
+        let cidr = format!("{net_addr}/{prefix}");
+        let peer = format!("[{ip_addr}]:1");
+        let want = v6_contains(net, prefix, ip);
+        prop_assert_eq!(denied(&format!(r#"{{"ip":{{"deny":["{cidr}"]}}}}"#), &peer), want, "{} in {}", peer, cidr);
+    }
+}

@@ -1,0 +1,23 @@
+//! Any bytes as a path, a query, a header value and a form body through the threat detector
+//! (URL decoding, double encoding, libinjection): a verdict, never a panic.
+#![no_main]
+
+use api_guard::policy::screen::threats;
+use api_guard::policy::Request;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let _ = threats::scan_text(&text);
+    let _ = threats::scan_form(data);
+    let _ = threats::has_traversal(data);
+    let _ = threats::percent_decode(data, true);
+    let target: String = text.chars().filter(|c| !c.is_control() && *c != ' ').collect();
+    let headers = vec![
+        (":method".to_string(), "GET".to_string()),
+        (":path".to_string(), format!("/{target}?q={target}")),
+        ("user-agent".to_string(), text.replace(['\r', '\n'], "")),
+        ("cookie".to_string(), format!("a={target}")),
+    ];
+    let _ = threats::scan_request(&Request::new(&headers, None));
+});
