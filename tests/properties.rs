@@ -197,12 +197,20 @@ proptest! {
 
 /// Reference containment, by masking.
 fn v4_contains(net: u32, prefix: u32, ip: u32) -> bool {
-    let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix)
+    };
     (ip & mask) == (net & mask)
 }
 
 fn v6_contains(net: u128, prefix: u32, ip: u128) -> bool {
-    let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - prefix) };
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u128::MAX << (128 - prefix)
+    };
     (ip & mask) == (net & mask)
 }
 
@@ -212,7 +220,10 @@ fn denied(config: &str, peer: &str) -> bool {
         (":path".to_string(), "/".to_string()),
     ];
     let request = Request::new(&headers, Some(peer));
-    compile(config).evaluate(&request, &MemoryHost::default()).reason_code() == "ip_denied"
+    compile(config)
+        .evaluate(&request, &MemoryHost::default())
+        .reason_code()
+        == "ip_denied"
 }
 
 proptest! {
