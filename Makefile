@@ -70,6 +70,7 @@ run: build envoy
 	sleep 0.3; \
 	echo; echo "api-guard demo: Envoy on http://localhost:10000, admin on http://127.0.0.1:9901"; \
 	echo "Try, in another terminal:"; \
+	sed -n 's/^#   DEMO_/  export DEMO_/p' envoy/envoy.yaml; \
 	sed -n 's/^#   curl/  curl/p' envoy/envoy.yaml; echo; \
 	$(ENVOY) -c envoy/envoy.yaml --log-level warn --component-log-level wasm:info
 

@@ -367,6 +367,8 @@ fn mesh_manifests_share_one_policy() {
     let full: Vec<&Shipped> = shipped
         .iter()
         .filter(|s| s.config.get("jwt_providers").is_some())
+        // The demo envoy.yaml has a policy of its own (a local demo issuer).
+        .filter(|s| s.origin.starts_with("envoy/istio/") || s.origin.starts_with("envoy/gateway/"))
         .collect();
     let origins: Vec<&str> = full.iter().map(|s| s.origin.as_str()).collect();
     for want in [
