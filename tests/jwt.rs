@@ -571,11 +571,15 @@ fn remote_jwks_survives_faults_and_rotation() {
         envoy.upstream.last().unwrap().header("x-jwt-sub"),
         Some("alice")
     );
-    // Garbage, down, and timeouts after a good fetch: the last good keys stay.
+    // Garbage, down, timeouts and a huge answer after a good fetch: the last good keys stay.
+    // The huge one is a JWKS holding the rotated key, padded past the 64 KiB bound.
+    let mut huge: Value = serde_json::from_str(&b).unwrap();
+    huge["padding"] = json!("x".repeat(100 * 1024));
     for (fault, mode) in [
         ("garbage", Mode::Garbage),
         ("down", Mode::Down),
         ("slow", Mode::Slow(b.clone())),
+        ("huge", Mode::Serve(huge.to_string())),
     ] {
         server.set(mode);
         let before = server.fetches();
