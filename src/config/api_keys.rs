@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::headers::is_token_byte;
+use super::headers::token_header_name;
 use super::{ConfigError, JsonPath};
 use crate::policy::auth::api_key::{ApiClient, ApiKeys, DEFAULT_CLIENT_HEADER, DEFAULT_KEY_HEADER};
 use crate::policy::limit::RateLimitPolicy;
@@ -155,17 +155,19 @@ fn compile_client(
 
 /// A lower-case request header name that api-guard may read or set.
 fn request_header_name(name: &str, at: &JsonPath) -> Result<String, ConfigError> {
-    let lower = name.to_ascii_lowercase();
-    if lower.is_empty() || !lower.bytes().all(is_token_byte) {
-        return Err(at.error("expected a header name (letters, digits and !#$%&'*+-.^_`|~)"));
-    }
-    if matches!(
-        lower.as_str(),
-        "host" | "content-length" | "transfer-encoding" | "connection" | "te" | "upgrade"
-    ) {
-        return Err(at.error("this header is managed by HTTP itself; choose another name"));
-    }
-    Ok(lower)
+    token_header_name(
+        name,
+        at,
+        &[
+            "host",
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "te",
+            "upgrade",
+        ],
+        "this header is managed by HTTP itself; choose another name",
+    )
 }
 
 fn parse_digest(text: &str) -> Option<[u8; 32]> {

@@ -91,18 +91,39 @@ pub fn compile(raw: &RawHeaders, at: &JsonPath) -> Result<Hardening, ConfigError
     ))
 }
 
-/// Header names are lower-cased (HTTP/2 and Envoy use lower case) and must be RFC 9110 tokens;
-/// pseudo-headers and hop-by-hop framing headers are not ours to touch.
+/// Response headers that Envoy manages.
+const ENVOY_RESPONSE_HEADERS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "host",
+    "content-type",
+    "date",
+];
+
 fn checked_header_name(name: &str, at: &JsonPath) -> Result<String, ConfigError> {
+    token_header_name(
+        name,
+        at,
+        ENVOY_RESPONSE_HEADERS,
+        "this header is managed by Envoy and cannot be changed here",
+    )
+}
+
+/// A header name lower-cased (HTTP/2 and Envoy use lower case) that must be an RFC 9110
+/// token and none of `reserved` (refused with `why`).
+pub(crate) fn token_header_name(
+    name: &str,
+    at: &JsonPath,
+    reserved: &[&str],
+    why: &str,
+) -> Result<String, ConfigError> {
     let lower = name.to_ascii_lowercase();
     if lower.is_empty() || !lower.bytes().all(is_token_byte) {
         return Err(at.error("expected a header name (letters, digits and !#$%&'*+-.^_`|~)"));
     }
-    if matches!(
-        lower.as_str(),
-        "content-length" | "transfer-encoding" | "connection" | "host" | "content-type" | "date"
-    ) {
-        return Err(at.error("this header is managed by Envoy and cannot be changed here"));
+    if reserved.contains(&lower.as_str()) {
+        return Err(at.error(why));
     }
     Ok(lower)
 }

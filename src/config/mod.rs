@@ -133,6 +133,15 @@ fn tidy_path(path: &str) -> String {
     }
 }
 
+/// The refusal of a configuration that must be refused, as Envoy's log would show it.
+#[cfg(test)]
+pub(crate) fn refusal(json: &str) -> String {
+    match compile(json.as_bytes()) {
+        Ok(_) => panic!("accepted: {json}"),
+        Err(e) => e.to_string(),
+    }
+}
+
 /// Phase two: validate everything and build the policy.
 pub fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
     let root = JsonPath::root();
@@ -184,13 +193,6 @@ pub fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn refusal(json: &str) -> String {
-        match compile(json.as_bytes()) {
-            Ok(_) => panic!("accepted: {json}"),
-            Err(e) => e.to_string(),
-        }
-    }
 
     #[test]
     fn empty_object_is_valid() {

@@ -128,16 +128,9 @@ pub fn resolve(
 
 #[cfg(test)]
 mod tests {
-    use crate::config::compile;
+    use crate::config::{compile, refusal};
 
     const SHA: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-
-    fn refusal(json: &str) -> String {
-        match compile(json.as_bytes()) {
-            Ok(_) => panic!("accepted: {json}"),
-            Err(e) => e.to_string(),
-        }
-    }
 
     #[test]
     fn bad_rate_limits_and_keys_are_refused_with_their_path() {

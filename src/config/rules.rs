@@ -241,14 +241,7 @@ fn check_path(value: &str, at: &JsonPath) -> Result<(), ConfigError> {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::compile;
-
-    fn refusal(json: &str) -> String {
-        match compile(json.as_bytes()) {
-            Ok(_) => panic!("accepted: {json}"),
-            Err(e) => e.to_string(),
-        }
-    }
+    use crate::config::refusal;
 
     #[test]
     fn bad_rules_are_refused_with_their_path() {

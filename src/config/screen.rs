@@ -40,14 +40,7 @@ pub fn compile_ip(raw: &RawIp, at: &JsonPath) -> Result<IpRules, ConfigError> {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::compile;
-
-    fn refusal(json: &str) -> String {
-        match compile(json.as_bytes()) {
-            Ok(_) => panic!("accepted: {json}"),
-            Err(e) => e.to_string(),
-        }
-    }
+    use crate::config::{compile, refusal};
 
     #[test]
     fn bad_screens_are_refused_with_their_path() {
