@@ -7,7 +7,7 @@ WASM := target/wasm32-wasip1/release/api_guard.wasm
 CORPORA ?= ../shared/corpora
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: all build test unit integration lint run envoy wasm-target validate clean fuzz
+.PHONY: all build test unit integration lint run envoy wasm-target validate clean fuzz bench
 
 all: build
 
@@ -70,6 +70,20 @@ fuzz:
 	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1 2>&1 | tail -n 12; \
 	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
 	done
+
+## bench: api-guard vs Envoy's native filters vs no filter, one worker each, driven by wrk in
+## interleaved rounds; writes bench/RESULTS.md (see docs/performance.md). Not part of `make test`.
+BENCH_SECONDS ?= 3
+BENCH_ROUNDS ?= 3
+BENCH_CONNECTIONS ?= 16
+export BENCH_SECONDS BENCH_ROUNDS BENCH_CONNECTIONS
+bench: build envoy
+	@command -v wrk >/dev/null || { echo "installing wrk (Debian package)"; \
+	  $$(command -v sudo) apt-get update -qq && $$(command -v sudo) apt-get install -y -qq wrk; }
+	@py=python3; python3 -c 'import cryptography' 2>/dev/null || { py=$(VENV)/bin/python; \
+	  $$py -c 'import cryptography' 2>/dev/null || $(VENV)/bin/pip install --quiet --disable-pip-version-check cryptography; }; \
+	(cd bench/noop && cargo build --quiet --release --target wasm32-wasip1) && \
+	$$py bench/bench.py
 
 clean:
 	cargo clean
