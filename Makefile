@@ -73,7 +73,7 @@ fuzz:
 
 ## bench: api-guard vs Envoy's native filters vs no filter, one worker each, driven by wrk in
 ## interleaved rounds; writes bench/RESULTS.md (see docs/performance.md). Not part of `make test`.
-BENCH_SECONDS ?= 3
+BENCH_SECONDS ?= 5
 BENCH_ROUNDS ?= 3
 BENCH_CONNECTIONS ?= 16
 export BENCH_SECONDS BENCH_ROUNDS BENCH_CONNECTIONS
