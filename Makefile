@@ -10,7 +10,7 @@ OCI := target/oci
 IMAGE ?= registry.example.com/platform/api-guard:$(VERSION)
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: all build test unit integration lint run envoy wasm-target validate clean fuzz soak oci pin crd-validators schema conformance
+.PHONY: all build test unit integration lint run envoy wasm-target validate clean fuzz soak oci pin crd-validators schema conformance bench
 
 all: build
 
@@ -104,6 +104,20 @@ oci: build
 ## pin: write IMAGE and the digest of `make oci` into the manifests' url and sha256 fields
 pin: oci
 	python3 scripts/oci_image.py pin --image $(IMAGE) --digest $$(cat $(OCI).digest)
+
+## bench: api-guard vs Envoy's native filters vs no filter, one worker each, driven by wrk in
+## interleaved rounds; writes bench/RESULTS.md (see docs/performance.md). Not part of `make test`.
+BENCH_SECONDS ?= 5
+BENCH_ROUNDS ?= 3
+BENCH_CONNECTIONS ?= 16
+export BENCH_SECONDS BENCH_ROUNDS BENCH_CONNECTIONS
+bench: build envoy
+	@command -v wrk >/dev/null || { echo "installing wrk (Debian package)"; \
+	  $$(command -v sudo) apt-get update -qq && $$(command -v sudo) apt-get install -y -qq wrk; }
+	@py=python3; python3 -c 'import cryptography' 2>/dev/null || { py=$(VENV)/bin/python; \
+	  $$py -c 'import cryptography' 2>/dev/null || $(VENV)/bin/pip install --quiet --disable-pip-version-check cryptography; }; \
+	(cd bench/noop && cargo build --quiet --release --target wasm32-wasip1) && \
+	$$py bench/bench.py
 
 clean:
 	cargo clean

@@ -120,7 +120,7 @@ impl Context for Filter {}
 
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let headers = self.get_http_request_headers();
+        let headers = request_headers(self.get_http_request_headers_bytes());
         let source = self
             .get_property(vec!["source", "address"])
             .and_then(|b| String::from_utf8(b).ok());
@@ -215,13 +215,26 @@ impl HttpContext for Filter {
             // Our own reply already carries the hardening headers.
             return Action::Continue;
         }
-        for action in self.policy.hardening.response_actions() {
-            match action {
-                HeaderAction::Remove(name) => self.set_http_response_header(name, None),
-                HeaderAction::Set(name, value) => self.set_http_response_header(name, Some(value)),
-                HeaderAction::SetIfAbsent(name, value) => {
-                    if self.get_http_response_header(name).is_none() {
+        let actions = self.policy.hardening.response_actions();
+        if !actions.is_empty() {
+            // One host call reads the names present; a removal or a set-if-absent is a host
+            // call only when it changes something (most removal-list headers never appear).
+            let present = self.get_http_response_headers_bytes();
+            let has = |name: &str| present.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+            for action in actions {
+                match action {
+                    HeaderAction::Remove(name) => {
+                        if has(name) {
+                            self.set_http_response_header(name, None);
+                        }
+                    }
+                    HeaderAction::Set(name, value) => {
                         self.set_http_response_header(name, Some(value));
+                    }
+                    HeaderAction::SetIfAbsent(name, value) => {
+                        if !has(name) {
+                            self.set_http_response_header(name, Some(value));
+                        }
                     }
                 }
             }
@@ -315,4 +328,18 @@ impl Filter {
             );
         }
     }
+}
+
+/// The request headers as text. Values are bytes on the wire: one that is not UTF-8 (obs-text
+/// such as Latin-1) is read with U+FFFD in place of the bad bytes, so it can never match a
+/// configured value; the SDK's `get_http_request_headers` would panic on it and take the
+/// worker's VM down. Names are tokens, which Envoy's codecs validate.
+fn request_headers(raw: Vec<(String, Vec<u8>)>) -> Vec<(String, String)> {
+    raw.into_iter()
+        .map(|(name, value)| {
+            let value = String::from_utf8(value)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+            (name, value)
+        })
+        .collect()
 }
