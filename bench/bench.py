@@ -555,6 +555,11 @@ def scenarios(keys):
         out.append(Scenario(
             f"body-{label}", f"JSON body {len(body)} B against a schema (POST)",
             {"none": [BUFFER], "api-guard": [api_guard_filter({
+                "rules": [{"name": "orders", "match": {"prefix": "/"}, "threats": "off", "body": {
+                    "max_bytes": 131072, "content_types": ["application/json"],
+                    "json_schema": ORDER_SCHEMA}}],
+                "headers": NO_HARDENING})],
+             "api-guard, threats: log": [api_guard_filter({
                 "rules": [{"name": "orders", "match": {"prefix": "/"}, "body": {
                     "max_bytes": 131072, "content_types": ["application/json"],
                     "json_schema": ORDER_SCHEMA}}],
@@ -564,7 +569,9 @@ def scenarios(keys):
             note="Envoy has no native schema validator: compared with no filter. `none` here is "
                  "Envoy's `buffer` filter: without a filter, Envoy answers a `direct_response` before "
                  "reading the body and then closes the connection (a new connection per request), "
-                 "which is not a baseline; api-guard reads the whole body before the route answers"))
+                 "which is not a baseline; api-guard reads the whole body before the route answers. "
+                 "`api-guard` validates only (`threats: off`); `api-guard, threats: log` adds the "
+                 "default threat screening of every JSON string"))
     return out
 
 
