@@ -85,11 +85,12 @@ FUZZ_TARGETS = $(sort $(notdir $(basename $(wildcard fuzz/fuzz_targets/*.rs))))
 fuzz:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 	@for t in $(FUZZ_TARGETS); do \
-	  mkdir -p fuzz/corpus/$$t fuzz/seeds/$$t; \
+	  mkdir -p target fuzz/corpus/$$t fuzz/seeds/$$t; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
-	  cargo +nightly fuzz run $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
-	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1 2>&1 | tail -n 12; \
-	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	  if ! cargo +nightly fuzz run $$t fuzz/corpus/$$t fuzz/seeds/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 -print_final_stats=1 \
+	    > target/fuzz-$$t.log 2>&1; then tail -n 60 target/fuzz-$$t.log; exit 1; fi; \
+	  grep -E '^(Done|stat::number_of_executed_units|stat::new_units_added)' target/fuzz-$$t.log; \
 	done
 
 ## schema: the JSON Schema of the plugin configuration, from the Rust config types

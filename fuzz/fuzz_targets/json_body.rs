@@ -12,13 +12,13 @@ use libfuzzer_sys::fuzz_target;
 fn policy() -> &'static Policy {
     static POLICY: OnceLock<Policy> = OnceLock::new();
     POLICY.get_or_init(|| {
-        let config = r#"{"rules":[{"match":{"prefix":"/"},"threats":"block","body":{
+        let config = r##"{"rules":[{"match":{"prefix":"/"},"threats":"block","body":{
             "max_bytes": 1048576, "content_types": ["application/json"], "max_depth": 64,
             "json_schema": {"type":"object","properties":{
                 "id":{"type":"integer","minimum":1},
                 "items":{"type":"array","items":{"$ref":"#"}},
                 "name":{"type":"string","pattern":"^[a-z]+$","maxLength":16}},
-              "required":["id"],"additionalProperties":false}}}]}"#;
+              "required":["id"],"additionalProperties":false}}}]}"##;
         api_guard::config::compile(config.as_bytes()).expect("compiles")
     })
 }
