@@ -28,6 +28,19 @@ pub const OWNED_HEADER_PREFIX: &str = "x-api-guard-";
 /// Set towards the upstream when a dry-run policy would have denied the request.
 pub const DRY_RUN_HEADER: &str = "x-api-guard-dry-run";
 
+/// A denial under `dry_run` is recorded but not enforced; the upstream is told what it was.
+pub(crate) fn mark_dry_run(decision: &mut Decision, mode: Mode) {
+    if mode != Mode::DryRun {
+        return;
+    }
+    if let Verdict::Deny(denial) = &decision.verdict {
+        decision.dry_run = true;
+        decision
+            .upstream_set
+            .push((DRY_RUN_HEADER.to_string(), denial.reason.code().to_string()));
+    }
+}
+
 /// `enforce` blocks; `dry_run` evaluates, logs and counts, and never blocks.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -153,7 +166,7 @@ impl Policy {
     /// Decides what happens to a request, from its headers.
     pub fn evaluate(&self, request: &Request, host: &dyn Host) -> Decision {
         let rule = self.rule_for(request);
-        let mode = rule.and_then(|r| r.mode).unwrap_or(self.mode);
+        let mode = self.mode_for(rule);
         let mut decision = Decision::allow(rule.map(|r| r.name.clone()));
         decision.client = self.client_ip.resolve(request).map(|ip| format!("ip:{ip}"));
         decision.upstream_remove = self.spoofed_headers(request);
@@ -162,15 +175,13 @@ impl Policy {
             decision.verdict = Verdict::Deny(denial);
         }
 
-        if let Verdict::Deny(denial) = &decision.verdict {
-            if mode == Mode::DryRun {
-                decision.dry_run = true;
-                decision
-                    .upstream_set
-                    .push((DRY_RUN_HEADER.to_string(), denial.reason.code().to_string()));
-            }
-        }
+        mark_dry_run(&mut decision, mode);
         decision
+    }
+
+    /// The mode a rule runs in: its own, else the policy's.
+    pub(crate) fn mode_for(&self, rule: Option<&Rule>) -> Mode {
+        rule.and_then(|r| r.mode).unwrap_or(self.mode)
     }
 
     /// The checks, cheapest and most decisive first; the first denial ends them.

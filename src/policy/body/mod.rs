@@ -8,7 +8,7 @@ pub mod schema;
 use serde_json::Value;
 
 use super::screen::{self, threats, ThreatMode};
-use super::{Decision, Denial, Mode, Reason, Request, Verdict, DRY_RUN_HEADER};
+use super::{Decision, Denial, Reason, Request, Verdict};
 
 pub use media::{MediaRange, MediaType};
 pub use schema::Schema;
@@ -234,15 +234,7 @@ impl super::Policy {
     }
 
     fn finish_body(&self, rule: Option<&super::Rule>, mut decision: Decision) -> Decision {
-        let mode = rule.and_then(|r| r.mode).unwrap_or(self.mode);
-        if let Verdict::Deny(denial) = &decision.verdict {
-            if mode == Mode::DryRun {
-                decision.dry_run = true;
-                decision
-                    .upstream_set
-                    .push((DRY_RUN_HEADER.to_string(), denial.reason.code().to_string()));
-            }
-        }
+        super::mark_dry_run(&mut decision, self.mode_for(rule));
         decision
     }
 }
