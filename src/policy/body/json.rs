@@ -4,14 +4,14 @@
 //! stack. serde_json (recursive, limit 128, last duplicate wins silently) only parses bodies
 //! that passed this check.
 
-use std::collections::HashSet;
+use serde_json::{Map, Number, Value};
 
 /// Why a body is not acceptable JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JsonError {
     /// Not UTF-8 (RFC 8259 section 8.1).
     Utf8,
-    /// Not JSON text.
+    /// Not JSON text (or a number out of the range of a double).
     Syntax,
     /// An object names the same member twice.
     DuplicateKey,
@@ -31,9 +31,15 @@ impl JsonError {
     }
 }
 
+/// An open array or object. When only checking, arrays keep nothing and objects keep their
+/// member names (with `null` values) to find duplicates.
 enum Frame {
-    Array,
-    Object(HashSet<String>),
+    Array(Vec<Value>),
+    Object {
+        members: Map<String, Value>,
+        /// The name whose value is being read.
+        name: String,
+    },
 }
 
 /// Checks `bytes` as one JSON text whose objects and arrays nest at most `max_depth` deep
@@ -43,14 +49,19 @@ pub fn check(
     max_depth: usize,
     on_string: &mut dyn FnMut(&str),
 ) -> Result<(), JsonError> {
-    let text = std::str::from_utf8(bytes).map_err(|_| JsonError::Utf8)?;
-    Parser {
-        bytes: text.as_bytes(),
-        text,
-        pos: 0,
-        buffer: String::new(),
-    }
-    .run(max_depth, on_string)
+    Parser::new(bytes, false)?
+        .run(max_depth, on_string)
+        .map(drop)
+}
+
+/// As [`check`], and returns the document: one pass does both, so a body validated against
+/// a schema is not parsed twice. Nesting is bounded by `max_depth`, never by the stack.
+pub fn parse(
+    bytes: &[u8],
+    max_depth: usize,
+    on_string: &mut dyn FnMut(&str),
+) -> Result<Value, JsonError> {
+    Parser::new(bytes, true)?.run(max_depth, on_string)
 }
 
 struct Parser<'a> {
@@ -59,6 +70,8 @@ struct Parser<'a> {
     pos: usize,
     /// The string being decoded (reused).
     buffer: String,
+    /// Whether to build the document (else only check it).
+    build: bool,
 }
 
 enum State {
@@ -70,7 +83,18 @@ enum State {
     After,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
+    fn new(bytes: &'a [u8], build: bool) -> Result<Self, JsonError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| JsonError::Utf8)?;
+        Ok(Parser {
+            bytes: text.as_bytes(),
+            text,
+            pos: 0,
+            buffer: String::new(),
+            build,
+        })
+    }
+
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.pos).copied()
     }
@@ -81,60 +105,73 @@ impl Parser<'_> {
         }
     }
 
-    fn run(mut self, max_depth: usize, on_string: &mut dyn FnMut(&str)) -> Result<(), JsonError> {
+    fn run(
+        mut self,
+        max_depth: usize,
+        on_string: &mut dyn FnMut(&str),
+    ) -> Result<Value, JsonError> {
         let mut stack: Vec<Frame> = Vec::new();
+        let mut document: Option<Value> = None;
         let mut state = State::Value;
         loop {
             self.skip_ws();
             state = match state {
-                State::Value => match self.peek() {
-                    Some(open @ (b'{' | b'[')) => {
-                        if stack.len() >= max_depth {
+                State::Value => {
+                    let value = match self.peek() {
+                        Some(b'{') | Some(b'[') if stack.len() >= max_depth => {
                             return Err(JsonError::TooDeep);
                         }
-                        self.pos += 1;
-                        if open == b'{' {
-                            stack.push(Frame::Object(HashSet::new()));
-                            State::Key { first: true }
-                        } else {
-                            stack.push(Frame::Array);
-                            self.skip_ws();
-                            if self.peek() == Some(b']') {
-                                self.pos += 1;
-                                stack.pop();
-                                State::After
-                            } else {
-                                State::Value
-                            }
+                        Some(b'{') => {
+                            self.pos += 1;
+                            stack.push(Frame::Object {
+                                members: Map::new(),
+                                name: String::new(),
+                            });
+                            state = State::Key { first: true };
+                            continue;
                         }
-                    }
-                    Some(b'"') => {
-                        self.string()?;
-                        on_string(&self.buffer);
-                        State::After
-                    }
-                    Some(b't') => self.literal("true")?,
-                    Some(b'f') => self.literal("false")?,
-                    Some(b'n') => self.literal("null")?,
-                    Some(b'-' | b'0'..=b'9') => self.number()?,
-                    _ => return Err(JsonError::Syntax),
-                },
+                        Some(b'[') => {
+                            self.pos += 1;
+                            self.skip_ws();
+                            if self.peek() != Some(b']') {
+                                stack.push(Frame::Array(Vec::new()));
+                                state = State::Value;
+                                continue;
+                            }
+                            self.pos += 1;
+                            Value::Array(Vec::new())
+                        }
+                        Some(b'"') => {
+                            self.string()?;
+                            on_string(&self.buffer);
+                            self.string_value()
+                        }
+                        Some(b't') => self.literal("true", Value::Bool(true))?,
+                        Some(b'f') => self.literal("false", Value::Bool(false))?,
+                        Some(b'n') => self.literal("null", Value::Null)?,
+                        Some(b'-' | b'0'..=b'9') => self.number()?,
+                        _ => return Err(JsonError::Syntax),
+                    };
+                    self.complete(&mut stack, &mut document, value);
+                    State::After
+                }
                 State::Key { first } => match self.peek() {
                     Some(b'}') if first => {
                         self.pos += 1;
-                        stack.pop();
+                        let value = self.close(&mut stack)?;
+                        self.complete(&mut stack, &mut document, value);
                         State::After
                     }
                     Some(b'"') => {
                         self.string()?;
                         on_string(&self.buffer);
-                        let Some(Frame::Object(names)) = stack.last_mut() else {
+                        let Some(Frame::Object { members, name }) = stack.last_mut() else {
                             return Err(JsonError::Syntax);
                         };
-                        if names.contains(self.buffer.as_str()) {
+                        if members.contains_key(self.buffer.as_str()) {
                             return Err(JsonError::DuplicateKey);
                         }
-                        names.insert(self.buffer.clone());
+                        name.clone_from(&self.buffer);
                         self.skip_ws();
                         if self.peek() != Some(b':') {
                             return Err(JsonError::Syntax);
@@ -145,18 +182,20 @@ impl Parser<'_> {
                     _ => return Err(JsonError::Syntax),
                 },
                 State::After => match (stack.last(), self.peek()) {
-                    (None, None) => return Ok(()),
+                    (None, None) => return document.ok_or(JsonError::Syntax),
                     (None, Some(_)) => return Err(JsonError::Syntax),
-                    (Some(Frame::Array), Some(b',')) => {
+                    (Some(Frame::Array(_)), Some(b',')) => {
                         self.pos += 1;
                         State::Value
                     }
-                    (Some(Frame::Array), Some(b']')) | (Some(Frame::Object(_)), Some(b'}')) => {
+                    (Some(Frame::Array(_)), Some(b']'))
+                    | (Some(Frame::Object { .. }), Some(b'}')) => {
                         self.pos += 1;
-                        stack.pop();
+                        let value = self.close(&mut stack)?;
+                        self.complete(&mut stack, &mut document, value);
                         State::After
                     }
-                    (Some(Frame::Object(_)), Some(b',')) => {
+                    (Some(Frame::Object { .. }), Some(b',')) => {
                         self.pos += 1;
                         State::Key { first: false }
                     }
@@ -166,11 +205,46 @@ impl Parser<'_> {
         }
     }
 
-    fn literal(&mut self, word: &str) -> Result<State, JsonError> {
+    /// Pops the innermost frame as a value.
+    fn close(&self, stack: &mut Vec<Frame>) -> Result<Value, JsonError> {
+        match stack.pop() {
+            Some(Frame::Array(items)) => Ok(Value::Array(items)),
+            Some(Frame::Object { members, .. }) if self.build => Ok(Value::Object(members)),
+            Some(Frame::Object { .. }) => Ok(Value::Null),
+            None => Err(JsonError::Syntax),
+        }
+    }
+
+    /// Puts a finished value where it belongs: in the open array or object, or as the
+    /// document. When only checking, an object keeps the member's name and nothing else.
+    fn complete(&self, stack: &mut [Frame], document: &mut Option<Value>, value: Value) {
+        match stack.last_mut() {
+            None => *document = Some(value),
+            Some(Frame::Array(items)) => {
+                if self.build {
+                    items.push(value);
+                }
+            }
+            Some(Frame::Object { members, name }) => {
+                let value = if self.build { value } else { Value::Null };
+                members.insert(std::mem::take(name), value);
+            }
+        }
+    }
+
+    fn string_value(&self) -> Value {
+        if self.build {
+            Value::String(self.buffer.clone())
+        } else {
+            Value::Null
+        }
+    }
+
+    fn literal(&mut self, word: &str, value: Value) -> Result<Value, JsonError> {
         let end = self.pos + word.len();
         if self.bytes.get(self.pos..end) == Some(word.as_bytes()) {
             self.pos = end;
-            Ok(State::After)
+            Ok(value)
         } else {
             Err(JsonError::Syntax)
         }
@@ -184,7 +258,20 @@ impl Parser<'_> {
         self.pos - start
     }
 
-    fn number(&mut self) -> Result<State, JsonError> {
+    /// A number, as serde_json reads it (u64, i64, else f64; out of range is refused).
+    fn number(&mut self) -> Result<Value, JsonError> {
+        let start = self.pos;
+        self.number_syntax()?;
+        if !self.build {
+            return Ok(Value::Null);
+        }
+        let text = self.text.get(start..self.pos).ok_or(JsonError::Syntax)?;
+        text.parse::<Number>()
+            .map(Value::Number)
+            .map_err(|_| JsonError::Syntax)
+    }
+
+    fn number_syntax(&mut self) -> Result<(), JsonError> {
         if self.peek() == Some(b'-') {
             self.pos += 1;
         }
@@ -210,7 +297,7 @@ impl Parser<'_> {
                 return Err(JsonError::Syntax);
             }
         }
-        Ok(State::After)
+        Ok(())
     }
 
     fn hex4(&mut self) -> Result<u32, JsonError> {
@@ -366,6 +453,54 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(input)
             );
+        }
+    }
+
+    #[test]
+    fn parses_as_serde_json_does() {
+        for input in [
+            "{}",
+            "[]",
+            "0",
+            "-0",
+            "-0.0",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "1.5e300",
+            "2.2250738585072014e-308",
+            "0.1",
+            "123456789012345678901234567890",
+            r#""\u00e9\ud83d\ude00 \"x\" \\ \/ \b\f\n\r\t""#,
+            r#"{"a":[1,2,{"b":null,"c":true,"d":false}],"c":"d","":{"":[]}}"#,
+            r#"[[[]],[{}],[1,[2,[3]]]]"#,
+        ] {
+            let ours = parse(input.as_bytes(), 8, &mut |_| {}).unwrap();
+            let theirs: serde_json::Value = serde_json::from_str(input).unwrap();
+            assert_eq!(ours, theirs, "{input}");
+            assert_eq!(ours.to_string(), theirs.to_string(), "{input}");
+        }
+        // serde_json refuses a number beyond a double's range; so do we.
+        assert!(serde_json::from_str::<serde_json::Value>("[1e400]").is_err());
+        assert_eq!(parse(b"[1e400]", 8, &mut |_| {}), Err(JsonError::Syntax));
+    }
+
+    #[test]
+    fn parse_refuses_what_check_refuses() {
+        for input in [
+            &b"{\"a\":1,\"a\":2}"[..],
+            b"[[[[1]]]]",
+            b"[1,]",
+            b"[\"\xff\"]",
+        ] {
+            assert_eq!(
+                parse(input, 3, &mut |_| {}).map(drop),
+                check(input, 3, &mut |_| {}),
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+            assert!(check(input, 3, &mut |_| {}).is_err());
         }
     }
 

@@ -159,13 +159,12 @@ impl BodyRules {
             }
             return Ok(());
         }
-        json::check(body, self.max_depth, on_string).map_err(|e| BodyRules::invalid(e.detail()))?;
+        let invalid = |e: json::JsonError| BodyRules::invalid(e.detail());
         let Some(schema) = &self.schema else {
-            return Ok(());
+            return json::check(body, self.max_depth, on_string).map_err(invalid);
         };
-        // The structure check bounds the depth well below serde_json's recursion limit.
-        let instance: Value = serde_json::from_slice(body)
-            .map_err(|_| BodyRules::invalid("the body is not valid JSON"))?;
+        // One pass checks the structure and builds the document the schema sees.
+        let instance = json::parse(body, self.max_depth, on_string).map_err(invalid)?;
         schema.validate(&instance).map_err(|errors| {
             let mut denial = Denial::new(Reason::BodySchema)
                 .with_detail("the body does not match the schema of this API");
