@@ -3,10 +3,12 @@
 
 use std::collections::BTreeMap;
 
+use std::time::Duration;
+
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::{ConfigError, JsonPath};
+use crate::policy::limit::global::{FailureMode, GlobalLimit};
 use crate::policy::limit::table::{SlotTable, MAX_SLOTS};
 use crate::policy::limit::RateLimitPolicy;
 
@@ -25,8 +27,74 @@ pub struct RawRateLimit {
     /// Send `RateLimit-Policy`/`RateLimit` on allowed responses (default true).
     #[serde(default = "yes")]
     pub headers: bool,
-    /// Counting by a rate limit service: a later issue.
-    pub global: Option<Value>,
+    /// Count across replicas with a rate limit service (Envoy's RLS protocol).
+    pub global: Option<RawGlobal>,
+}
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RawGlobal {
+    /// The Envoy cluster serving `envoy.service.ratelimit.v3.RateLimitService` (HTTP/2).
+    pub cluster: String,
+    /// The service's domain for this policy.
+    pub domain: String,
+    /// How long to wait for the answer (default 100 ms).
+    pub timeout_ms: Option<i64>,
+    /// When the service does not answer in time: `allow` (default) or `deny`.
+    #[serde(default)]
+    pub failure_mode: RawFailureMode,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RawFailureMode {
+    #[default]
+    Allow,
+    Deny,
+}
+
+/// The default wait for the service, and the longest accepted.
+const DEFAULT_TIMEOUT_MS: u64 = 100;
+const MAX_TIMEOUT_MS: u64 = 10_000;
+
+fn compile_global(raw: &RawGlobal, at: &JsonPath) -> Result<GlobalLimit, ConfigError> {
+    // A cluster name goes to Envoy as is; Envoy refuses unknown clusters only per call, so
+    // at least refuse what no cluster can be named.
+    let cluster_ok = !raw.cluster.is_empty()
+        && raw.cluster.len() <= 256
+        && raw.cluster.bytes().all(|b| b.is_ascii_graphic());
+    if !cluster_ok {
+        return Err(at.key("cluster").error(
+            "expected the name of an Envoy cluster serving the rate limit service (1 to 256 visible ASCII characters)",
+        ));
+    }
+    if raw.domain.is_empty() || raw.domain.len() > 256 {
+        return Err(at
+            .key("domain")
+            .error("expected the rate limit service's domain (1 to 256 characters)"));
+    }
+    let timeout_ms = match raw.timeout_ms {
+        None => DEFAULT_TIMEOUT_MS,
+        Some(ms) => match u64::try_from(ms) {
+            Ok(ms) if (1..=MAX_TIMEOUT_MS).contains(&ms) => ms,
+            _ => {
+                return Err(at
+                    .key("timeout_ms")
+                    .error(format!("expected milliseconds from 1 to {MAX_TIMEOUT_MS}")))
+            }
+        },
+    };
+    Ok(GlobalLimit {
+        cluster: raw.cluster.clone(),
+        domain: raw.domain.clone(),
+        timeout: Duration::from_millis(timeout_ms),
+        failure_mode: match raw.failure_mode {
+            RawFailureMode::Allow => FailureMode::Allow,
+            RawFailureMode::Deny => FailureMode::Deny,
+        },
+    })
 }
 
 fn yes() -> bool {
@@ -74,9 +142,6 @@ pub fn compile(
         if name.is_empty() || name.len() > 64 || !name.chars().all(super::rules::is_name_char) {
             return Err(at.error("policy names are 1 to 64 letters, digits, '-', '_', '.' or ':'"));
         }
-        if entry.global.is_some() {
-            return Err(ConfigError::not_supported(at.key("global").as_str()));
-        }
         let requests = count(entry.requests, &at.key("requests"))?;
         let burst = match entry.burst {
             Some(burst) => count(burst, &at.key("burst"))?,
@@ -88,6 +153,11 @@ pub fn compile(
             per_seconds: entry.per.seconds(),
             burst,
             quota_headers: entry.headers,
+            global: entry
+                .global
+                .as_ref()
+                .map(|g| compile_global(g, &at.key("global")))
+                .transpose()?,
         });
     }
     Ok(policies)
@@ -149,7 +219,14 @@ mod tests {
             (r#"{"rate_limits":{"s":{"requests":10}}}"#.into(), "rate_limits.s: missing field `per`"),
             (r#"{"rate_limits":{"s":{"requests":10,"per":"minute","window":1}}}"#.into(), "rate_limits.s.window: unknown field"),
             (r#"{"rate_limits":{"a b":{"requests":10,"per":"minute"}}}"#.into(), "rate_limits.a b: policy names are"),
-            (r#"{"rate_limits":{"g":{"requests":10,"per":"minute","global":{"cluster":"rls"}}}}"#.into(), "rate_limits.g.global: not supported yet"),
+            (r#"{"rate_limits":{"g":{"requests":10,"per":"minute","global":{"cluster":"rls"}}}}"#.into(), "rate_limits.g.global: missing field `domain`"),
+            (r#"{"rate_limits":{"g":{"requests":10,"per":"minute","global":{"cluster":"","domain":"d"}}}}"#.into(), "rate_limits.g.global.cluster: expected the name of an Envoy cluster"),
+            (r#"{"rate_limits":{"g":{"requests":10,"per":"minute","global":{"cluster":"a b","domain":"d"}}}}"#.into(), "rate_limits.g.global.cluster: expected the name of an Envoy cluster"),
+            (r#"{"rate_limits":{"g":{"requests":10,"per":"minute","global":{"cluster":"rls","domain":""}}}}"#.into(), "rate_limits.g.global.domain: expected the rate limit service's domain"),
+            (r#"{"rate_limits":{"g":{"requests":10,"per":"minute","global":{"cluster":"rls","domain":"d","timeout_ms":0}}}}"#.into(), "rate_limits.g.global.timeout_ms: expected milliseconds from 1 to 10000"),
+            (r#"{"rate_limits":{"g":{"requests":10,"per":"minute","global":{"cluster":"rls","domain":"d","timeout_ms":10001}}}}"#.into(), "rate_limits.g.global.timeout_ms: expected milliseconds from 1 to 10000"),
+            (r#"{"rate_limits":{"g":{"requests":10,"per":"minute","global":{"cluster":"rls","domain":"d","failure_mode":"open"}}}}"#.into(), "rate_limits.g.global.failure_mode: unknown variant `open`"),
+            (r#"{"rate_limits":{"g":{"requests":10,"per":"minute","global":{"cluster":"rls","domain":"d","descriptors":[]}}}}"#.into(), "rate_limits.g.global.descriptors: unknown field"),
             (r#"{"rate_limits":{"s":{"requests":10,"per":"minute"}},"rules":[{"match":{"prefix":"/"},"rate_limit":"gold"}]}"#.into(), "rules[0].rate_limit: unknown policy"),
             (r#"{"rules":[{"match":{"prefix":"/"},"rate_limit":"gold"}]}"#.into(), "rules[0].rate_limit: unknown policy"),
             (r#"{"rate_limit_table":{"slots":8}}"#.into(), "rate_limit_table.slots: expected a number of slots from 64"),
@@ -220,5 +297,37 @@ mod tests {
             (10, 1, 50, false)
         );
         assert_eq!(policy.rate_limit_table.slots, 16_384);
+        assert_eq!(s.global, None);
+    }
+
+    #[test]
+    fn global_defaults_and_settings() {
+        use crate::policy::limit::global::{FailureMode, GlobalLimit};
+        use std::time::Duration;
+        let policy = compile(
+            br#"{"rate_limits":{
+                "a":{"requests":100,"per":"minute","global":{"cluster":"rls","domain":"api"}},
+                "b":{"requests":5,"per":"hour","global":{"cluster":"outbound|8081||ratelimit.svc",
+                     "domain":"edge","timeout_ms":250,"failure_mode":"deny"}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            policy.rate_limits[0].global,
+            Some(GlobalLimit {
+                cluster: "rls".into(),
+                domain: "api".into(),
+                timeout: Duration::from_millis(100),
+                failure_mode: FailureMode::Allow,
+            })
+        );
+        assert_eq!(
+            policy.rate_limits[1].global,
+            Some(GlobalLimit {
+                cluster: "outbound|8081||ratelimit.svc".into(),
+                domain: "edge".into(),
+                timeout: Duration::from_millis(250),
+                failure_mode: FailureMode::Deny,
+            })
+        );
     }
 }

@@ -1,10 +1,11 @@
 //! Envoy counters: one per decision and reason, visible at `/stats/prometheus` as
-//! `api_guard_deny_<reason>`, `api_guard_dry_run_<reason>` and `api_guard_allow` (Envoy strips
+//! `api_guard_deny_<reason>`, `api_guard_dry_run_<reason>` and `api_guard_allow`, and `api_guard_rls_<outcome>` for global rate limits (Envoy strips
 //! the `wasmcustom` namespace in Prometheus output; `/stats` shows `wasmcustom.api_guard.*`).
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
+use crate::policy::limit::global::GlobalOutcome;
 use crate::policy::{Decision, Reason};
 
 pub struct Metrics {
@@ -14,6 +15,8 @@ pub struct Metrics {
     dry_run: Vec<Option<u32>>,
     /// Detections of checks in log mode (`threats: log`), indexed like [`Reason::ALL`].
     logged: Vec<Option<u32>>,
+    /// Global rate limit outcomes, indexed like [`GlobalOutcome::ALL`].
+    rls: Vec<Option<u32>>,
 }
 
 impl Metrics {
@@ -33,6 +36,10 @@ impl Metrics {
             logged: Reason::ALL
                 .iter()
                 .map(|r| counter(format!("api_guard.log.{}", r.code())))
+                .collect(),
+            rls: GlobalOutcome::ALL
+                .iter()
+                .map(|o| counter(format!("api_guard.rls.{}", o.code())))
                 .collect(),
         }
     }
@@ -54,6 +61,15 @@ impl Metrics {
         };
         if let Some(id) = id {
             let _ = hostcalls::increment_metric(id, 1);
+        }
+        if let Some(outcome) = decision.global_outcome {
+            let id = GlobalOutcome::ALL
+                .iter()
+                .position(|o| *o == outcome)
+                .and_then(|i| self.rls.get(i).copied().flatten());
+            if let Some(id) = id {
+                let _ = hostcalls::increment_metric(id, 1);
+            }
         }
         for reason in &decision.logged {
             let id = Reason::ALL

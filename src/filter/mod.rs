@@ -8,13 +8,15 @@ mod native;
 mod test_hooks;
 
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType, LogLevel, Status};
 
 use crate::config;
 use crate::policy::body::BodyPlan;
-use crate::policy::{Decision, HeaderAction, LogDecisions, Policy, Request};
+use crate::policy::limit::global;
+use crate::policy::{Decision, HeaderAction, LogDecisions, Policy, Request, Verdict};
 
 use host::EnvoyHost;
 use metrics::Metrics;
@@ -85,6 +87,7 @@ impl RootContext for Root {
             denied_locally: false,
             response_headers: Vec::new(),
             body: None,
+            waiting: None,
         }))
     }
 
@@ -102,6 +105,8 @@ struct Filter {
     response_headers: Vec<(String, String)>,
     /// A request whose body the core still has to see (stage 5).
     body: Option<PendingBody>,
+    /// A request waiting for the rate limit service.
+    waiting: Option<Waiting>,
 }
 
 /// What the body stage needs from the headers stage.
@@ -116,7 +121,55 @@ struct PendingBody {
     done: bool,
 }
 
-impl Context for Filter {}
+impl Context for Filter {
+    fn on_grpc_call_response(&mut self, _token_id: u32, status_code: u32, response_size: usize) {
+        let Some(waiting) = self.waiting.take() else {
+            return;
+        };
+        // Any gRPC status but OK (unavailable, deadline exceeded, unknown cluster...) or an
+        // unreadable message is "no answer": the policy's failure mode decides.
+        let answer = if status_code == 0 {
+            self.get_grpc_call_response_body(0, response_size)
+                .and_then(|bytes| global::parse_answer(&bytes))
+        } else {
+            None
+        };
+        let request = Request::new(&waiting.headers, waiting.source.as_deref())
+            .with_end_of_stream(waiting.end_of_stream);
+        let decision = self
+            .policy
+            .finish_global(&request, waiting.decision, answer, &EnvoyHost);
+        let action = self.proceed(
+            waiting.headers,
+            waiting.source,
+            decision,
+            waiting.end_of_stream,
+        );
+        if action == Action::Continue {
+            self.resume_http_request();
+        }
+    }
+}
+
+/// A request paused while the rate limit service decides.
+struct Waiting {
+    headers: Vec<(String, String)>,
+    source: Option<String>,
+    decision: Decision,
+    end_of_stream: bool,
+}
+
+/// A call that Envoy refuses to start (most often: no such cluster) is a configuration
+/// problem; say it once per worker, not once per request. The counters count each one.
+fn warn_once_call_failed(cluster: &str, status: Status) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        log::warn!(
+            "api-guard: cannot call the rate limit service on cluster {cluster:?} ({status:?}); \
+             is the cluster defined, with HTTP/2? The policy's failure_mode applies"
+        );
+    }
+}
 
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -126,32 +179,36 @@ impl HttpContext for Filter {
             .and_then(|b| String::from_utf8(b).ok());
         let request = Request::new(&headers, source.as_deref()).with_end_of_stream(end_of_stream);
         test_hooks::crash_if_asked(request.path());
-        let decision = self.policy.evaluate(&request, &EnvoyHost);
-        let plan = self.policy.body_plan(&request, &decision);
-
-        for name in &decision.upstream_remove {
-            self.set_http_request_header(name, None);
+        let mut decision = self.policy.evaluate(&request, &EnvoyHost);
+        if let Some(call) = decision.global_call.as_ref() {
+            if decision.verdict == Verdict::Allow {
+                match self.dispatch_grpc_call(
+                    &call.cluster,
+                    global::SERVICE,
+                    global::METHOD,
+                    Vec::new(),
+                    Some(&call.message),
+                    call.timeout,
+                ) {
+                    Ok(_token) => {
+                        self.waiting = Some(Waiting {
+                            headers,
+                            source,
+                            decision,
+                            end_of_stream,
+                        });
+                        return Action::Pause;
+                    }
+                    Err(status) => {
+                        warn_once_call_failed(&call.cluster, status);
+                        decision = self
+                            .policy
+                            .finish_global(&request, decision, None, &EnvoyHost);
+                    }
+                }
+            }
         }
-        for (name, value) in &decision.upstream_set {
-            self.set_http_request_header(name, Some(value));
-        }
-        if plan != BodyPlan::Skip {
-            // Recorded once the body is decided. The headers go on: with the proxy-wasm ABI
-            // 0.2, pausing them would stop Envoy from handing us the body at all
-            // (StopAllIterationAndWatermark). The upstream gets no body byte of a buffered
-            // body before it passed; a denial resets the upstream request.
-            self.body = Some(PendingBody {
-                headers: headers.clone(),
-                source: source.clone(),
-                decision,
-                plan,
-                seen: 0,
-                done: false,
-            });
-            return Action::Continue;
-        }
-        self.record(&decision, &request);
-        self.apply(&decision)
+        self.proceed(headers, source, decision, end_of_stream)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -247,6 +304,42 @@ impl HttpContext for Filter {
 }
 
 impl Filter {
+    /// Applies a header decision: header changes towards the upstream, then either waits
+    /// for the body (stage 5) or records the decision and answers or lets the request on.
+    fn proceed(
+        &mut self,
+        headers: Vec<(String, String)>,
+        source: Option<String>,
+        decision: Decision,
+        end_of_stream: bool,
+    ) -> Action {
+        let request = Request::new(&headers, source.as_deref()).with_end_of_stream(end_of_stream);
+        let plan = self.policy.body_plan(&request, &decision);
+        for name in &decision.upstream_remove {
+            self.set_http_request_header(name, None);
+        }
+        for (name, value) in &decision.upstream_set {
+            self.set_http_request_header(name, Some(value));
+        }
+        if plan != BodyPlan::Skip {
+            // Recorded once the body is decided. The headers go on: with the proxy-wasm ABI
+            // 0.2, pausing them would stop Envoy from handing us the body at all
+            // (StopAllIterationAndWatermark). The upstream gets no body byte of a buffered
+            // body before it passed; a denial resets the upstream request.
+            self.body = Some(PendingBody {
+                headers: headers.clone(),
+                source: source.clone(),
+                decision,
+                plan,
+                seen: 0,
+                done: false,
+            });
+            return Action::Continue;
+        }
+        self.record(&decision, &request);
+        self.apply(&decision)
+    }
+
     /// Decides a body that is complete (`buffered_size` bytes held by Envoy when
     /// buffering) or that passed its bound, records the decision and applies it.
     fn finish_body(&mut self, overflow: bool, buffering: bool, buffered_size: usize) -> Action {

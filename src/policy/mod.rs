@@ -23,6 +23,14 @@ pub use host::{HashAlg, Host, NativeVerify, SharedWrite};
 pub use request::Request;
 pub use verdict::{Decision, Denial, Reason, Verdict};
 
+use limit::global::{FailureMode, GlobalCall, GlobalOutcome};
+
+/// The name under which a global policy's holds live in the slot table (`#` is not allowed
+/// in policy names, so it never meets a bucket).
+fn hold_name(policy: &limit::RateLimitPolicy) -> String {
+    format!("{}#hold", policy.name)
+}
+
 /// Header prefix that api-guard owns towards the upstream; incoming copies are always removed.
 pub const OWNED_HEADER_PREFIX: &str = "x-api-guard-";
 /// Set towards the upstream when a dry-run policy would have denied the request.
@@ -241,19 +249,107 @@ impl Policy {
     }
 
     /// Takes a token for the decision's client (authenticated identity, else `ip:<addr>`).
+    /// For a global policy, a local pass leaves a call to the rate limit service to make.
     fn check_rate_limit(
         &self,
         policy: Option<usize>,
         host: &dyn Host,
         decision: &mut Decision,
     ) -> Result<(), Denial> {
-        let Some(policy) = policy.and_then(|i| self.rate_limits.get(i)) else {
+        let Some((index, policy)) = policy.and_then(|i| Some((i, self.rate_limits.get(i)?))) else {
             return Ok(());
         };
         let client = decision.client.as_deref().unwrap_or("ip:unknown");
-        let headers = limit::check(policy, &self.rate_limit_table, client, host)?;
-        decision.response_headers.extend(headers);
+        let Some(global) = &policy.global else {
+            let headers = limit::check(policy, &self.rate_limit_table, client, host)?;
+            decision.response_headers.extend(headers);
+            return Ok(());
+        };
+        // Refuse without a call what the service would refuse anyway: a client the service
+        // said was over its limit (until the reset it gave), or over the whole limit here.
+        let now = limit::unix_nanos(host);
+        let hold = self.rate_limit_table.place(&hold_name(policy), client);
+        let local = match self.rate_limit_table.held(host, &hold, now) {
+            Some(left) => Err(limit::global::over_limit(
+                policy,
+                &limit::global::Answer {
+                    over_limit: true,
+                    reset_in_ns: Some(left),
+                    ..Default::default()
+                },
+            )),
+            None => limit::check(policy, &self.rate_limit_table, client, host).map(drop),
+        };
+        if let Err(denial) = local {
+            decision.global_outcome = Some(GlobalOutcome::RefusedLocally);
+            return Err(denial);
+        }
+        decision.global_call = Some(GlobalCall {
+            policy: index,
+            cluster: global.cluster.clone(),
+            timeout: global.timeout,
+            message: limit::global::request_message(
+                &global.domain,
+                &policy.name,
+                client,
+                decision.rule.as_deref(),
+            ),
+        });
         Ok(())
+    }
+
+    /// The decision once the rate limit service answered (`None`: no usable answer in
+    /// time), for a request whose header decision carried a global call.
+    pub fn finish_global(
+        &self,
+        request: &Request,
+        mut decision: Decision,
+        answer: Option<limit::global::Answer>,
+        host: &dyn Host,
+    ) -> Decision {
+        let Some(call) = decision.global_call.take() else {
+            return decision;
+        };
+        let Some((policy, global)) = self
+            .rate_limits
+            .get(call.policy)
+            .and_then(|p| Some((p, p.global.as_ref()?)))
+        else {
+            return decision;
+        };
+        let client = decision.client.as_deref().unwrap_or("ip:unknown");
+        let (outcome, denial) = match answer {
+            Some(answer) if !answer.over_limit => {
+                decision
+                    .response_headers
+                    .extend(limit::global::allowed_headers(policy, &answer));
+                (GlobalOutcome::Ok, None)
+            }
+            Some(answer) => {
+                let denial = limit::global::over_limit(policy, &answer);
+                let now = limit::unix_nanos(host);
+                let reset = answer
+                    .reset_in_ns
+                    .unwrap_or_else(|| policy.per_seconds.saturating_mul(1_000_000_000));
+                let hold = self.rate_limit_table.place(&hold_name(policy), client);
+                self.rate_limit_table
+                    .hold(host, &hold, now.saturating_add(reset), now);
+                (GlobalOutcome::OverLimit, Some(denial))
+            }
+            None => match global.failure_mode {
+                FailureMode::Allow => (GlobalOutcome::FailureAllowed, None),
+                FailureMode::Deny => (
+                    GlobalOutcome::FailureDenied,
+                    Some(limit::global::unavailable()),
+                ),
+            },
+        };
+        decision.global_outcome = Some(outcome);
+        if let Some(denial) = denial {
+            decision.verdict = Verdict::Deny(denial);
+        }
+        mark_dry_run(&mut decision, self.mode_for(self.rule_for(request)));
+        decision
     }
 
     /// Incoming request headers that api-guard owns towards the upstream.
@@ -318,6 +414,122 @@ mod tests {
         (":path", "/api/x?q=1"),
         (":authority", "example.com"),
     ];
+
+    const GLOBAL: &str = r#"{"rate_limits":{"g":{"requests":2,"per":"minute",
+        "global":{"cluster":"rls","domain":"api","failure_mode":"deny"}}},
+        "rules":[{"name":"all","match":{"prefix":"/"},"rate_limit":"g"}]}"#;
+
+    fn global_answer(over: bool, remaining: u32, reset_seconds: i64) -> limit::global::Answer {
+        limit::global::parse_answer(&limit::global::tests::answer_bytes(
+            over,
+            Some(remaining),
+            Some(reset_seconds),
+            &[],
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_global_limit_asks_the_service_and_holds_its_refusal() {
+        let policy = compile(GLOBAL.as_bytes()).unwrap();
+        let host = MemoryHost::default();
+        policy.rate_limit_table.init(&host);
+        let h = headers(&GET);
+        let request = Request::new(&h, Some("203.0.113.7:4242"));
+
+        // Allowed locally: a call to make, nothing decided yet.
+        let first = policy.evaluate(&request, &host);
+        assert_eq!(first.verdict, Verdict::Allow);
+        let call = first.global_call.clone().unwrap();
+        assert_eq!((call.cluster.as_str(), call.policy), ("rls", 0));
+        let ok = policy.finish_global(&request, first, Some(global_answer(false, 1, 40)), &host);
+        assert_eq!(ok.verdict, Verdict::Allow);
+        assert_eq!(ok.global_outcome, Some(GlobalOutcome::Ok));
+        assert!(ok
+            .response_headers
+            .contains(&("ratelimit".into(), "\"g\";r=1;t=40".into())));
+        assert_eq!(ok.global_call, None);
+
+        // The service says over: a 429, and a hold until its reset.
+        let second = policy.evaluate(&request, &host);
+        let over = policy.finish_global(&request, second, Some(global_answer(true, 0, 30)), &host);
+        assert_eq!(over.global_outcome, Some(GlobalOutcome::OverLimit));
+        let denial = over.enforced_denial().unwrap();
+        assert_eq!((denial.status, denial.reason), (429, Reason::RateLimited));
+
+        // Held: refused without a call, with the time left.
+        let third = policy.evaluate(&request, &host);
+        assert_eq!(third.global_call, None);
+        assert_eq!(third.global_outcome, Some(GlobalOutcome::RefusedLocally));
+        let denial = third.enforced_denial().unwrap();
+        assert!(denial
+            .headers
+            .contains(&("retry-after".into(), "30".into())));
+
+        // After the reset the hold is gone and the local bucket (2 per minute) has one token
+        // back: the service is asked again.
+        host.advance(std::time::Duration::from_secs(31));
+        let fourth = policy.evaluate(&request, &host);
+        assert!(fourth.global_call.is_some(), "{fourth:?}");
+        // This replica's own bucket is empty now: refused without a call (one replica never
+        // admits more than the whole limit).
+        let fifth = policy.evaluate(&request, &host);
+        assert_eq!(fifth.global_call, None);
+        assert_eq!(fifth.global_outcome, Some(GlobalOutcome::RefusedLocally));
+    }
+
+    #[test]
+    fn no_answer_follows_the_failure_mode() {
+        for (mode, verdict_is_deny, outcome) in [
+            ("deny", true, GlobalOutcome::FailureDenied),
+            ("allow", false, GlobalOutcome::FailureAllowed),
+        ] {
+            let config = GLOBAL.replace(
+                r#""failure_mode":"deny""#,
+                &format!(r#""failure_mode":"{mode}""#),
+            );
+            let policy = compile(config.as_bytes()).unwrap();
+            let host = MemoryHost::default();
+            policy.rate_limit_table.init(&host);
+            let h = headers(&GET);
+            let request = Request::new(&h, Some("203.0.113.7:4242"));
+            let pending = policy.evaluate(&request, &host);
+            let decision = policy.finish_global(&request, pending, None, &host);
+            assert_eq!(decision.global_outcome, Some(outcome));
+            assert_eq!(
+                decision.enforced_denial().is_some(),
+                verdict_is_deny,
+                "{mode}"
+            );
+            if verdict_is_deny {
+                assert_eq!(
+                    decision.reason_code(),
+                    "rate_limit_unavailable",
+                    "a 429 of its own, never a 5xx"
+                );
+                assert_eq!(decision.enforced_denial().unwrap().status, 429);
+            }
+        }
+    }
+
+    #[test]
+    fn a_global_refusal_in_dry_run_is_recorded_not_enforced() {
+        let config = GLOBAL.replace(
+            r#""rate_limit":"g""#,
+            r#""rate_limit":"g","mode":"dry_run""#,
+        );
+        let policy = compile(config.as_bytes()).unwrap();
+        let host = MemoryHost::default();
+        policy.rate_limit_table.init(&host);
+        let h = headers(&GET);
+        let request = Request::new(&h, Some("203.0.113.7:4242"));
+        let pending = policy.evaluate(&request, &host);
+        let decision =
+            policy.finish_global(&request, pending, Some(global_answer(true, 0, 5)), &host);
+        assert!(decision.dry_run);
+        assert_eq!(decision.action(), "dry_run");
+        assert!(decision.enforced_denial().is_none());
+    }
 
     #[test]
     fn empty_config_allows_and_names_the_client() {

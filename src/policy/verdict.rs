@@ -1,5 +1,6 @@
 //! Decisions, stable reason codes and the problem+json (RFC 9457) answer to a denial.
 
+use crate::policy::limit::global::{GlobalCall, GlobalOutcome};
 use serde_json::{json, Map, Value};
 
 /// Why a request was denied. The codes are a public contract: never rename one.
@@ -21,6 +22,7 @@ pub enum Reason {
     ApiKeyUnknown,
     ApiKeyExpired,
     RateLimited,
+    RateLimitUnavailable,
     BodyTooLarge,
     MediaType,
     BodyInvalid,
@@ -33,7 +35,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for metrics defined up front.
-    pub const ALL: [Reason; 24] = [
+    pub const ALL: [Reason; 25] = [
         Reason::HttpsRequired,
         Reason::JwtMissing,
         Reason::JwtMalformed,
@@ -50,6 +52,7 @@ impl Reason {
         Reason::ApiKeyUnknown,
         Reason::ApiKeyExpired,
         Reason::RateLimited,
+        Reason::RateLimitUnavailable,
         Reason::BodyTooLarge,
         Reason::MediaType,
         Reason::BodyInvalid,
@@ -79,6 +82,7 @@ impl Reason {
             Reason::ApiKeyUnknown => "api_key_unknown",
             Reason::ApiKeyExpired => "api_key_expired",
             Reason::RateLimited => "rate_limited",
+            Reason::RateLimitUnavailable => "rate_limit_unavailable",
             Reason::BodyTooLarge => "body_too_large",
             Reason::MediaType => "media_type",
             Reason::BodyInvalid => "body_invalid",
@@ -112,7 +116,7 @@ impl Reason {
             | Reason::ThreatXss
             | Reason::ThreatTraversal
             | Reason::IpDenied => 403,
-            Reason::RateLimited => 429,
+            Reason::RateLimited | Reason::RateLimitUnavailable => 429,
             Reason::BodyTooLarge => 413,
             Reason::MediaType => 415,
             Reason::BodyInvalid | Reason::BodySchema => 400,
@@ -138,6 +142,7 @@ impl Reason {
             Reason::ApiKeyUnknown => "The API key is not valid",
             Reason::ApiKeyExpired => "The API key has expired",
             Reason::RateLimited => "Too many requests",
+            Reason::RateLimitUnavailable => "The rate limit could not be checked",
             Reason::BodyTooLarge => "The request body is too large",
             Reason::MediaType => "The request media type is not accepted",
             Reason::BodyInvalid => "The request body is not valid",
@@ -240,6 +245,10 @@ pub struct Decision {
     /// Detections of a check in log mode (e.g. `threats: log`): logged and counted, never
     /// enforced.
     pub logged: Vec<Reason>,
+    /// A global rate limit still to ask the rate limit service about (the shell's job).
+    pub global_call: Option<GlobalCall>,
+    /// How a global rate limit check ended, for the counters.
+    pub global_outcome: Option<GlobalOutcome>,
 }
 
 impl Decision {
@@ -253,6 +262,8 @@ impl Decision {
             upstream_set: Vec::new(),
             response_headers: Vec::new(),
             logged: Vec::new(),
+            global_call: None,
+            global_outcome: None,
         }
     }
 

@@ -5,6 +5,7 @@
 //! - [`table`]: the slot table over [`Host::shared_get`]/[`Host::shared_set`] with CAS.
 
 pub mod gcra;
+pub mod global;
 pub mod table;
 
 use gcra::{ceil_seconds, Admission, Shape};
@@ -29,6 +30,9 @@ pub struct RateLimitPolicy {
     pub burst: u64,
     /// Send `RateLimit-Policy` and `RateLimit` on allowed responses too (429s always carry them).
     pub quota_headers: bool,
+    /// Counted by a rate limit service across replicas (the local bucket is then the
+    /// pre-check).
+    pub global: Option<global::GlobalLimit>,
 }
 
 impl RateLimitPolicy {
@@ -71,7 +75,7 @@ pub fn check(
     client: &str,
     host: &dyn Host,
 ) -> Result<Vec<(String, String)>, Denial> {
-    let now = host::unix_nanos(host);
+    let now = unix_nanos(host);
     let placement = table.place(&policy.name, client);
     match table.admit(host, &policy.shape(), &placement, now) {
         Outcome::Admission(Admission::Allowed {
@@ -108,17 +112,12 @@ fn limited(policy: &RateLimitPolicy, retry_after: u64, full_in_ns: u64) -> Denia
         .with_header(STATE_HEADER, policy.state_field(0, full_in_ns))
 }
 
-mod host {
-    use super::Host;
-    use std::time::SystemTime;
-
-    /// Nanoseconds since the Unix epoch (0 before it; saturates in 2554).
-    pub fn unix_nanos(host: &dyn Host) -> u64 {
-        host.now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-            .unwrap_or(0)
-    }
+/// Nanoseconds since the Unix epoch (0 before it; saturates in 2554).
+pub fn unix_nanos(host: &dyn Host) -> u64 {
+    host.now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -134,6 +133,7 @@ mod tests {
             per_seconds,
             burst,
             quota_headers: true,
+            global: None,
         }
     }
 

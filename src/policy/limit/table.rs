@@ -169,40 +169,14 @@ impl SlotTable {
         placement: &Placement,
         now: u64,
     ) -> Outcome {
-        let ours = placement.fingerprint;
         for _ in 0..MAX_ATTEMPTS {
-            let first_key = SlotTable::key(placement.first);
-            let (a, a_cas) = read(host, &first_key);
-            let (key, state, cas) = if a.fingerprint == ours {
-                (first_key, a.tat, a_cas)
-            } else if a.unused() {
-                (first_key, 0, a_cas)
-            } else {
-                let second_key = SlotTable::key(placement.second);
-                let (b, b_cas) = read(host, &second_key);
-                if b.fingerprint == ours && placement.second != placement.first {
-                    (second_key, b.tat, b_cas)
-                } else if a.idle(now) {
-                    (first_key, 0, a_cas)
-                } else if b.unused() || b.idle(now) {
-                    (second_key, 0, b_cas)
-                } else if a.tat <= b.tat {
-                    (first_key, 0, a_cas)
-                } else {
-                    (second_key, 0, b_cas)
-                }
-            };
+            let (key, state, cas) = self.choose(host, placement, now);
             let admission = shape.admit(state, now);
             let Admission::Allowed { tat, .. } = admission else {
                 // A denial changes nothing: no write.
                 return Outcome::Admission(admission);
             };
-            let value = Slot {
-                fingerprint: ours,
-                tat,
-            }
-            .encode();
-            match host.shared_set(&key, &value, cas) {
+            match write(host, &key, placement, tat, cas) {
                 SharedWrite::Written => return Outcome::Admission(admission),
                 SharedWrite::CasMismatch => continue,
                 SharedWrite::Failed => return Outcome::Unavailable,
@@ -210,6 +184,77 @@ impl SlotTable {
         }
         Outcome::Contended
     }
+
+    /// Marks `placement` as refused until `until` (nanoseconds): a hold taken from a rate
+    /// limit service's `OVER_LIMIT`. Best effort: losing the slot only costs a later call.
+    pub fn hold(&self, host: &dyn Host, placement: &Placement, until: u64, now: u64) {
+        for _ in 0..MAX_ATTEMPTS {
+            let (key, state, cas) = self.choose(host, placement, now);
+            if state >= until {
+                return;
+            }
+            if write(host, &key, placement, until, cas) != SharedWrite::CasMismatch {
+                return;
+            }
+        }
+    }
+
+    /// Nanoseconds left of a hold on `placement`, if one is in force at `now`.
+    pub fn held(&self, host: &dyn Host, placement: &Placement, now: u64) -> Option<u64> {
+        [placement.first, placement.second]
+            .into_iter()
+            .map(|slot| read(host, &SlotTable::key(slot)).0)
+            .find(|slot| slot.fingerprint == placement.fingerprint)
+            .and_then(|slot| slot.tat.checked_sub(now))
+            .filter(|left| *left > 0)
+    }
+
+    /// The slot for `placement` (its own, else a free or idle one, else the one closer to
+    /// idle), with its state (0 when the slot is taken over) and CAS token.
+    fn choose(
+        &self,
+        host: &dyn Host,
+        placement: &Placement,
+        now: u64,
+    ) -> (String, u64, Option<u32>) {
+        let ours = placement.fingerprint;
+        let first_key = SlotTable::key(placement.first);
+        let (a, a_cas) = read(host, &first_key);
+        if a.fingerprint == ours {
+            return (first_key, a.tat, a_cas);
+        }
+        if a.unused() {
+            return (first_key, 0, a_cas);
+        }
+        let second_key = SlotTable::key(placement.second);
+        let (b, b_cas) = read(host, &second_key);
+        if b.fingerprint == ours && placement.second != placement.first {
+            (second_key, b.tat, b_cas)
+        } else if a.idle(now) {
+            (first_key, 0, a_cas)
+        } else if b.unused() || b.idle(now) {
+            (second_key, 0, b_cas)
+        } else if a.tat <= b.tat {
+            (first_key, 0, a_cas)
+        } else {
+            (second_key, 0, b_cas)
+        }
+    }
+}
+
+fn write(
+    host: &dyn Host,
+    key: &str,
+    placement: &Placement,
+    tat: u64,
+    cas: Option<u32>,
+) -> SharedWrite {
+    let value = Slot {
+        fingerprint: placement.fingerprint,
+        tat,
+    }
+    .encode();
+    host.shared_set(key, &value, cas)
 }
 
 fn read(host: &dyn Host, key: &str) -> (Slot, Option<u32>) {
@@ -237,6 +282,25 @@ mod tests {
 
     fn allowed(outcome: Outcome) -> bool {
         matches!(outcome, Outcome::Admission(Admission::Allowed { .. }))
+    }
+
+    #[test]
+    fn a_hold_lasts_until_its_time_and_never_shortens() {
+        let host = MemoryHost::default();
+        let table = SlotTable { slots: 64 };
+        table.init(&host);
+        let p = table.place("g#hold", "key:acme");
+        assert_eq!(table.held(&host, &p, NOW), None);
+        table.hold(&host, &p, NOW + 30 * SECOND, NOW);
+        assert_eq!(table.held(&host, &p, NOW), Some(30 * SECOND));
+        assert_eq!(table.held(&host, &p, NOW + 29 * SECOND), Some(SECOND));
+        assert_eq!(table.held(&host, &p, NOW + 30 * SECOND), None);
+        // An earlier end does not shorten a longer hold.
+        table.hold(&host, &p, NOW + 10 * SECOND, NOW);
+        assert_eq!(table.held(&host, &p, NOW), Some(30 * SECOND));
+        // Another client is not held.
+        let other = table.place("g#hold", "key:other");
+        assert_eq!(table.held(&host, &other, NOW), None);
     }
 
     #[test]
