@@ -18,10 +18,11 @@ use common::{loopback_cluster, root, Envoy, EnvoyOptions};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// Every YAML document of every manifest under envoy/istio and envoy/gateway, with its file.
+/// Every YAML document of every manifest under envoy/istio, envoy/gateway and
+/// envoy/ratelimit, with its file.
 fn manifests() -> Vec<(PathBuf, Value)> {
     let mut files = Vec::new();
-    for dir in ["envoy/istio", "envoy/gateway"] {
+    for dir in ["envoy/istio", "envoy/gateway", "envoy/ratelimit"] {
         for entry in std::fs::read_dir(root().join(dir)).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
@@ -457,6 +458,9 @@ fn manifests_validate_against_istio_and_envoy_gateway_crd_schemas() {
         "DestinationRule",
         "EnvoyExtensionPolicy",
         "EnvoyPatchPolicy",
+        "Deployment",
+        "Service",
+        "ConfigMap",
     ] {
         assert!(kinds.contains(&kind), "{kind} shipped: {kinds:?}");
     }

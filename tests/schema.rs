@@ -41,7 +41,8 @@ fn committed_schema_is_the_generated_one() {
     );
 }
 
-/// Plugin configurations in shipped files: manifests, the demo envoy.yaml, README examples.
+/// Plugin configurations in shipped files: manifests, the demo envoy.yaml, README and
+/// docs/global-rate-limits.md examples.
 fn shipped_examples() -> Vec<(String, Value)> {
     let mut found = Vec::new();
     for dir in ["envoy/istio", "envoy/gateway"] {
@@ -75,12 +76,14 @@ fn shipped_examples() -> Vec<(String, Value)> {
         "envoy/envoy.yaml".into(),
         serde_json::from_str(text).unwrap(),
     ));
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    for block in readme.split("```json\n").skip(1) {
-        let body = block.split("```").next().unwrap();
-        if let Ok(value @ Value::Object(_)) = serde_json::from_str::<Value>(body) {
-            if value.get("rules").is_some() || value.get("headers").is_some() {
-                found.push(("README.md".into(), value));
+    for doc in ["README.md", "docs/global-rate-limits.md"] {
+        let text = std::fs::read_to_string(root().join(doc)).unwrap();
+        for block in text.split("```json\n").skip(1) {
+            let body = block.split("```").next().unwrap();
+            if let Ok(value @ Value::Object(_)) = serde_json::from_str::<Value>(body) {
+                if value.get("rules").is_some() || value.get("headers").is_some() {
+                    found.push((doc.into(), value));
+                }
             }
         }
     }

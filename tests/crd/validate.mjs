@@ -1,6 +1,7 @@
 // Validates Kubernetes manifests against the CRD schemas of Istio and Envoy Gateway, as
 // published on npm by kubernetes-models (@kubernetes-models/istio: Istio 1.29's
-// crd-all.gen.yaml; @kubernetes-models/envoy-gateway: Envoy Gateway's API types).
+// crd-all.gen.yaml; @kubernetes-models/envoy-gateway: Envoy Gateway's API types), and
+// Kubernetes' own Deployment, Service and ConfigMap (kubernetes-models).
 //
 // Input (stdin): a JSON array of {"file": "...", "doc": {...}}. Output (stdout): one JSON
 // object {"results": [{"file", "kind", "name", "errors": [...]}]}. Exit 1 if any has errors.
@@ -28,6 +29,10 @@ const MODELS = {
   "networking.istio.io/v1/DestinationRule": "@kubernetes-models/istio",
   "gateway.envoyproxy.io/v1alpha1/EnvoyExtensionPolicy": "@kubernetes-models/envoy-gateway",
   "gateway.envoyproxy.io/v1alpha1/EnvoyPatchPolicy": "@kubernetes-models/envoy-gateway",
+  // Kubernetes' own kinds (the rate limit service's manifests), from the API's OpenAPI.
+  "apps/v1/Deployment": "kubernetes-models",
+  "v1/Service": "kubernetes-models",
+  "v1/ConfigMap": "kubernetes-models",
 };
 
 // The TrafficExtension spec of Istio 1.30+ (extensions.istio.io/v1alpha1): top-level fields,
@@ -58,10 +63,13 @@ function asWasmPlugin(doc) {
   return { plugin, errors };
 }
 
+// `group/version/kind`, or `version/kind` for the core group: also the module's path.
+const kindOf = (key) => key.split("/").pop();
+
 async function schemaErrors(key, doc) {
   const pkg = MODELS[key];
-  const [group, version, kind] = key.split("/");
-  const module = await import(`${pkg}/${group}/${version}/${kind}`);
+  const kind = kindOf(key);
+  const module = await import(`${pkg}/${key}`);
   try {
     new module[kind](doc).validate();
     return [];
@@ -83,8 +91,8 @@ function fieldErrors(checks) {
   const lines = [];
   checks.forEach(({ key, doc }, i) => {
     const pkg = MODELS[key];
-    const [group, version, kind] = key.split("/");
-    lines.push(`import type { I${kind} as T${i} } from "${pkg}/${group}/${version}/${kind}";`);
+    const kind = kindOf(key);
+    lines.push(`import type { I${kind} as T${i} } from "${pkg}/${key}";`);
     lines.push(`export const doc${i}: T${i} = ${JSON.stringify(doc, null, 1)};`);
   });
   fs.writeFileSync(file, lines.join("\n") + "\n");
