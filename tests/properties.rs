@@ -259,3 +259,46 @@ proptest! {
         prop_assert_eq!(denied(&format!(r#"{{"ip":{{"deny":["{cidr}"]}}}}"#), &peer), want, "{} in {}", peer, cidr);
     }
 }
+
+/// Any JSON document, with numbers of every kind serde_json keeps apart and strings with
+/// escapes and non-ASCII.
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<u64>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        (-1e300f64..1e300).prop_map(Value::from),
+        "[ -~é😀\"\\\\\n\t\u{1}]{0,12}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(6, 64, 8, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+            proptest::collection::btree_map("[a-z\"\\\\é]{0,6}", inner, 0..8)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// The body stage's one-pass parser reads every document exactly as serde_json does,
+    /// compact or pretty-printed, and the structure check alone accepts it too.
+    #[test]
+    fn the_body_parser_agrees_with_serde_json(value in json_value(), pretty in any::<bool>()) {
+        use api_guard::policy::body::json;
+        let text = if pretty {
+            serde_json::to_string_pretty(&value).unwrap()
+        } else {
+            serde_json::to_string(&value).unwrap()
+        };
+        let parsed = json::parse(text.as_bytes(), 16, &mut |_| {}).unwrap();
+        prop_assert_eq!(&parsed, &value);
+        let theirs: serde_json::Value = serde_json::from_str(&text).unwrap();
+        prop_assert_eq!(parsed.to_string(), theirs.to_string());
+        let checked = json::check(text.as_bytes(), 16, &mut |_| {});
+        prop_assert_eq!(checked, Ok(()));
+    }
+}
