@@ -48,7 +48,16 @@ fn two_services_on_one_redis_admit_exactly_the_limit() {
     }
     assert_eq!(
         codes,
-        ["OK", "OK", "OK", "OK", "OK", "OVER_LIMIT", "OVER_LIMIT", "OVER_LIMIT"]
+        [
+            "OK",
+            "OK",
+            "OK",
+            "OK",
+            "OK",
+            "OVER_LIMIT",
+            "OVER_LIMIT",
+            "OVER_LIMIT"
+        ]
     );
     assert_eq!(remaining, [4, 3, 2, 1, 0, 0, 0, 0]);
 
@@ -189,5 +198,8 @@ fn without_redis_the_answer_is_unavailable() {
 
     // A service started while Redis is down serves, and answers UNAVAILABLE.
     let late = Rls::start(&redis.url(), &[("d", "p", 5, 60)], None, false);
-    assert_eq!(late.probe("d", &client("p", "c"), None).code(), "Unavailable");
+    assert_eq!(
+        late.probe("d", &client("p", "c"), None).code(),
+        "Unavailable"
+    );
 }

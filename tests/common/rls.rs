@@ -134,7 +134,11 @@ impl Drop for Redis {
     fn drop(&mut self) {
         kill(&mut self.child);
         if std::thread::panicking() {
-            eprintln!("---- Redis log ({}) ----\n{}", self.dir.display(), self.log());
+            eprintln!(
+                "---- Redis log ({}) ----\n{}",
+                self.dir.display(),
+                self.log()
+            );
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
