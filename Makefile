@@ -38,8 +38,11 @@ redis:
 	@command -v redis-server >/dev/null || { echo "installing redis-server (Debian package)"; \
 	  $$(command -v sudo) apt-get update -qq && $$(command -v sudo) apt-get install -y -qq redis-server; }
 
-## rls-server: the test rate limit service (tests/rls: limitador on Redis), a debug build
+## rls-server: the test rate limit service (tests/rls: limitador on Redis), a debug build.
+## limitador's Redis storage also builds RocksDB, whose bindings need libclang (Debian package).
 rls-server:
+	@ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || { echo "installing libclang-dev (Debian package)"; \
+	  $$(command -v sudo) apt-get update -qq && $$(command -v sudo) apt-get install -y -qq libclang-dev; }
 	cargo build --manifest-path tests/rls/Cargo.toml
 
 ## build: the wasm module, target/wasm32-wasip1/release/api_guard.wasm
