@@ -10,7 +10,7 @@ OCI := target/oci
 IMAGE ?= registry.example.com/platform/api-guard:$(VERSION)
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: all build test unit integration lint run envoy wasm-target validate clean fuzz soak oci pin crd-validators schema conformance bench
+.PHONY: all build test unit integration lint run envoy wasm-target validate clean fuzz soak oci pin crd-validators schema conformance bench rls-server redis
 
 all: build
 
@@ -33,20 +33,32 @@ $(CRD_VALIDATORS): tests/crd/package.json tests/crd/package-lock.json
 ## crd-validators: install Istio's and Envoy Gateway's CRD schemas (npm) for tests/mesh.rs
 crd-validators: $(CRD_VALIDATORS)
 
+## redis: redis-server for the global rate limit tests (Debian package), unless on PATH
+redis:
+	@command -v redis-server >/dev/null || { echo "installing redis-server (Debian package)"; \
+	  $$(command -v sudo) apt-get update -qq && $$(command -v sudo) apt-get install -y -qq redis-server; }
+
+## rls-server: the test rate limit service (tests/rls: limitador on Redis), a debug build.
+## limitador's Redis storage also builds RocksDB, whose bindings need libclang (Debian package).
+rls-server:
+	@ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || { echo "installing libclang-dev (Debian package)"; \
+	  $$(command -v sudo) apt-get update -qq && $$(command -v sudo) apt-get install -y -qq libclang-dev; }
+	cargo build --manifest-path tests/rls/Cargo.toml
+
 ## build: the wasm module, target/wasm32-wasip1/release/api_guard.wasm
 build: wasm-target
 	cargo build --release --target wasm32-wasip1
 	@ls -l $(WASM) | awk '{print "module: " $$9 " (" $$5 " bytes)"}'
 
 ## test: native unit tests, then every integration test in a real Envoy
-test: build envoy validate crd-validators
+test: build envoy validate crd-validators rls-server redis
 	cargo test --lib
 	cargo test --features schema --test '*'
 
 unit:
 	cargo test --lib
 
-integration: build envoy crd-validators
+integration: build envoy crd-validators rls-server redis
 	cargo test --features schema --test '*'
 
 ## conformance: replay the public corpora in $(CORPORA) through the filter in Envoy, print pass rates

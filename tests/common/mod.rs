@@ -12,6 +12,7 @@
 )]
 
 pub mod http;
+pub mod rls;
 pub mod upstream;
 
 use std::path::{Path, PathBuf};
