@@ -38,11 +38,8 @@ redis:
 	@command -v redis-server >/dev/null || { echo "installing redis-server (Debian package)"; \
 	  $$(command -v sudo) apt-get update -qq && $$(command -v sudo) apt-get install -y -qq redis-server; }
 
-## rls-server: the test rate limit service (tests/rls: limitador on Redis), a debug build.
-## limitador's Redis storage also builds RocksDB, whose bindings need libclang (Debian package).
+## rls-server: the test rate limit service (tests/rls: limitador's limits, counters in Redis), a debug build
 rls-server:
-	@ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || { echo "installing libclang-dev (Debian package)"; \
-	  $$(command -v sudo) apt-get update -qq && $$(command -v sudo) apt-get install -y -qq libclang-dev; }
 	cargo build --manifest-path tests/rls/Cargo.toml
 
 ## build: the wasm module, target/wasm32-wasip1/release/api_guard.wasm
@@ -74,6 +71,8 @@ lint: wasm-target
 	cargo fmt --check
 	cargo clippy --all-targets --features schema -- -D warnings
 	cargo clippy --release --target wasm32-wasip1 -- -D warnings
+	cargo fmt --manifest-path tests/rls/Cargo.toml --check
+	cargo clippy --manifest-path tests/rls/Cargo.toml --all-targets -- -D warnings
 
 ## run: build, install Envoy if needed, start the demo upstream and Envoy in the foreground
 run: build envoy

@@ -1,6 +1,6 @@
 //! A real global rate limit service for the tests: `redis-server` from PATH, and
-//! api-guard-test-rls (tests/rls: limitador on that Redis, Envoy's RateLimitService over
-//! gRPC). Both run as child processes on loopback and are killed on drop; a failing test
+//! api-guard-test-rls (tests/rls: limitador's limits with counters in that Redis, serving
+//! Envoy's RateLimitService over gRPC). Both run as child processes on loopback and are killed on drop; a failing test
 //! prints their logs.
 
 use std::io::{BufRead, BufReader, Read, Write};

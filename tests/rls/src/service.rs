@@ -1,4 +1,4 @@
-//! `ShouldRateLimit` on limitador with its Redis storage.
+//! `ShouldRateLimit` on limitador's limits, with counters in Redis.
 //!
 //! Each `--limit DOMAIN/POLICY=MAX/SECONDS` becomes two limitador limits in namespace DOMAIN,
 //! written as CEL over the request's descriptors (bound as the list `descriptors`, one map of
@@ -10,18 +10,18 @@
 //!   `'rule' in descriptors[0]`, one counter per (`client`, `rule`) pair.
 //!
 //! Every descriptor of a request is checked on its own (each as `descriptors[0]`), and gets
-//! one status. Admission is limitador's `reserve` (one Lua script that checks and holds the
-//! hits atomically in Redis) followed by `commit_reservation` (adds the hits, releases the
-//! hold), so two services on one Redis never admit more than MAX together.
+//! one status. limitador decides which counters a descriptor touches (its CEL conditions and
+//! variables, `Counter::new`); the counts are fixed windows in Redis, checked and added by one
+//! Lua script, so two services on one Redis never admit more than MAX together.
+//! (limitador's own Redis storage cannot be built without its RocksDB disk storage, a
+//! 19-minute build on two cores; this keeps the engine and leaves the store to Redis itself.)
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use limitador::counter::Counter;
-use limitador::limit::{Context, Expression, Limit, Namespace, Predicate};
-use limitador::storage::redis::AsyncRedisStorage;
-use limitador::AsyncRateLimiter;
+use limitador::limit::{Context, Expression, Limit, Predicate};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::RwLock;
 
@@ -100,62 +100,96 @@ pub struct Settings {
     pub headers: bool,
 }
 
-/// The service: limitador once Redis answered, `None` before (calls get UNAVAILABLE).
+/// The service: the limits, and a Redis connection once Redis answered (`None` before: calls
+/// get UNAVAILABLE).
 pub struct Service {
-    limiter: RwLock<Option<Arc<AsyncRateLimiter>>>,
+    redis: RwLock<Option<ConnectionManager>>,
+    /// Every limit, with the prefix of its counters' Redis keys.
+    limits: Vec<(Arc<Limit>, String)>,
     settings: Settings,
 }
 
-/// How long one limitador call may take before the answer is UNAVAILABLE.
+/// How long one Redis call may take before the answer is UNAVAILABLE.
 const STORAGE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Checks every counter of a call (KEYS; ARGV: hits, then each key's max and window in ms),
+/// and only if all have room adds the hits to each, starting a window where the key is new.
+/// Returns `{1, value1, pttl1, ...}`, or `{0, index, value, pttl}` for the first counter that
+/// has no room.
+const CHECK_AND_ADD: &str = r#"
+local hits = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  local current = tonumber(redis.call('GET', key) or '0')
+  if current + hits > tonumber(ARGV[2 * i]) then
+    return {0, i, current, redis.call('PTTL', key)}
+  end
+end
+local out = {1}
+for i, key in ipairs(KEYS) do
+  local value = redis.call('INCRBY', key, hits)
+  if value == hits then
+    redis.call('PEXPIRE', key, ARGV[2 * i + 1])
+  end
+  table.insert(out, value)
+  table.insert(out, redis.call('PTTL', key))
+end
+return out
+"#;
 
 impl Service {
     pub fn new(settings: Settings) -> Result<Arc<Service>, String> {
         // Parse every limit now, so that a bad one fails at start and not on a request.
+        let mut limits = Vec::new();
         for spec in &settings.limits {
-            spec.limits()?;
+            for (i, limit) in spec.limits()?.into_iter().enumerate() {
+                let prefix = format!(
+                    "api-guard-test-rls:{}:{}:{}:{}:{i}",
+                    spec.domain.len(),
+                    spec.domain,
+                    spec.policy,
+                    spec.seconds
+                );
+                limits.push((Arc::new(limit), prefix));
+            }
         }
         Ok(Arc::new(Service {
-            limiter: RwLock::new(None),
+            redis: RwLock::new(None),
+            limits,
             settings,
         }))
     }
 
-    /// Connects to Redis and installs the limits; false (logged) when Redis does not answer.
+    /// Connects to Redis; false (logged) when Redis does not answer. Once lost, the
+    /// connection is retried only once per call, so that calls fail (UNAVAILABLE) while
+    /// Redis is down instead of waiting on reconnection; they work again once it is back.
     pub async fn connect(&self) -> bool {
-        let storage = match tokio::time::timeout(STORAGE_TIMEOUT, self.storage()).await {
-            Ok(Ok(storage)) => storage,
+        let connect = async {
+            let client = redis::Client::open(self.settings.redis_url.as_str())?;
+            let config = ConnectionManagerConfig::new()
+                .set_number_of_retries(1)
+                .set_max_delay(50)
+                .set_connection_timeout(Duration::from_millis(500))
+                .set_response_timeout(STORAGE_TIMEOUT);
+            let mut manager = ConnectionManager::new_with_config(client, config).await?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut manager)
+                .await?;
+            Ok::<_, redis::RedisError>(manager)
+        };
+        match tokio::time::timeout(STORAGE_TIMEOUT, connect).await {
+            Ok(Ok(manager)) => {
+                *self.redis.write().await = Some(manager);
+                true
+            }
             Ok(Err(e)) => {
                 eprintln!("redis {}: {e}", self.settings.redis_url);
-                return false;
+                false
             }
             Err(_) => {
                 eprintln!("redis {}: no answer", self.settings.redis_url);
-                return false;
-            }
-        };
-        let limiter = AsyncRateLimiter::new_with_storage(Box::new(storage));
-        for spec in &self.settings.limits {
-            for limit in spec.limits().unwrap_or_default() {
-                limiter.add_limit(limit);
+                false
             }
         }
-        *self.limiter.write().await = Some(Arc::new(limiter));
-        true
-    }
-
-    /// limitador's AsyncRedisStorage on a connection that, once lost, is retried only once,
-    /// so that calls fail (UNAVAILABLE, in about 1.5 s here) while Redis is down instead of
-    /// waiting on reconnection; they work again once Redis is back.
-    async fn storage(&self) -> Result<AsyncRedisStorage, redis::RedisError> {
-        let client = redis::Client::open(self.settings.redis_url.as_str())?;
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(1)
-            .set_max_delay(50)
-            .set_connection_timeout(Duration::from_millis(500))
-            .set_response_timeout(STORAGE_TIMEOUT);
-        let manager = ConnectionManager::new_with_config(client, config).await?;
-        AsyncRedisStorage::new_with_conn_manager(manager).await
     }
 
     /// Until Redis answers once: retries every 200 ms.
@@ -167,21 +201,22 @@ impl Service {
     }
 
     async fn answer(&self, request: RateLimitRequest) -> Result<RateLimitResponse, tonic::Status> {
-        let limiter = self
-            .limiter
+        let redis = self
+            .redis
             .read()
             .await
             .clone()
             .ok_or_else(|| tonic::Status::unavailable("not connected to Redis yet"))?;
         let hits = u64::from(request.hits_addend.max(1));
-        let namespace = Namespace::from(request.domain.as_str());
         let mut response = RateLimitResponse {
             overall_code: Code::Ok as i32,
             ..Default::default()
         };
         let mut matched: Vec<Counter> = Vec::new();
         for descriptor in &request.descriptors {
-            let (code, counter) = check(&limiter, &namespace, descriptor, hits).await?;
+            let (code, counter) = self
+                .check(redis.clone(), &request.domain, descriptor, hits)
+                .await?;
             if code == Code::OverLimit {
                 response.overall_code = Code::OverLimit as i32;
             }
@@ -193,58 +228,94 @@ impl Service {
         }
         Ok(response)
     }
-}
 
-/// One descriptor: its code and the counter that decided it (none when no limit applies).
-async fn check(
-    limiter: &AsyncRateLimiter,
-    namespace: &Namespace,
-    descriptor: &RateLimitDescriptor,
-    hits: u64,
-) -> Result<(Code, Option<Counter>), tonic::Status> {
-    let entries: HashMap<String, String> = descriptor
-        .entries
-        .iter()
-        .map(|e| (e.key.clone(), e.value.clone()))
-        .collect();
-    // Every limit needs `policy` and `client`; without them nothing applies.
-    if !entries.contains_key("policy") || !entries.contains_key("client") {
-        return Ok((Code::Ok, None));
-    }
-    let mut ctx = Context::default();
-    ctx.list_binding("descriptors".to_string(), vec![entries]);
+    /// One descriptor: its code and the counter that decided it (none when no limit applies).
+    async fn check(
+        &self,
+        mut redis: ConnectionManager,
+        domain: &str,
+        descriptor: &RateLimitDescriptor,
+        hits: u64,
+    ) -> Result<(Code, Option<Counter>), tonic::Status> {
+        let entries: HashMap<String, String> = descriptor
+            .entries
+            .iter()
+            .map(|e| (e.key.clone(), e.value.clone()))
+            .collect();
+        // Every limit needs `policy` and `client`; without them nothing applies.
+        if !entries.contains_key("policy") || !entries.contains_key("client") {
+            return Ok((Code::Ok, None));
+        }
+        let mut ctx = Context::default();
+        ctx.list_binding("descriptors".to_string(), vec![entries]);
 
-    let storage_error = |e: &dyn std::fmt::Display| {
-        eprintln!("limitador: {e}");
-        tonic::Status::unavailable(format!("rate limit storage: {e}"))
-    };
-    let reserved = tokio::time::timeout(
-        STORAGE_TIMEOUT,
-        limiter.reserve(namespace, &ctx, hits, None),
-    )
-    .await
-    .map_err(|e| storage_error(&e))?
-    .map_err(|e| storage_error(&e))?;
-    if !reserved.limited && !reserved.counters.is_empty() {
-        tokio::time::timeout(
-            STORAGE_TIMEOUT,
-            limiter.commit_reservation(namespace, &ctx, reserved.reservation_id.as_ref(), hits),
-        )
-        .await
-        .map_err(|e| storage_error(&e))?
-        .map_err(|e| storage_error(&e))?;
+        // The counters limitador says this descriptor touches, with their Redis keys.
+        let mut counters: Vec<(Counter, String)> = Vec::new();
+        for (limit, prefix) in &self.limits {
+            // `applies` evaluates the conditions; `policy` and `client` are present (above),
+            // which every condition and variable here reads.
+            if limit.namespace().as_ref() != domain || !limit.applies(&ctx) {
+                continue;
+            }
+            let counter = Counter::new(limit.clone(), &ctx)
+                .map_err(|e| tonic::Status::invalid_argument(format!("descriptor: {e}")))?;
+            if let Some(counter) = counter {
+                let variables = serde_json::to_string(counter.set_variables())
+                    .map_err(|e| tonic::Status::internal(e.to_string()))?;
+                counters.push((counter, format!("{prefix}:{variables}")));
+            }
+        }
+        if counters.is_empty() {
+            return Ok((Code::Ok, None));
+        }
+
+        let script = redis::Script::new(CHECK_AND_ADD);
+        let mut invocation = script.prepare_invoke();
+        invocation.arg(hits);
+        for (counter, key) in &counters {
+            let window_ms = counter.window().as_millis().max(1);
+            invocation
+                .key(key)
+                .arg(counter.max_value())
+                .arg(u64::try_from(window_ms).unwrap_or(u64::MAX));
+        }
+        let storage_error = |e: &dyn std::fmt::Display| {
+            eprintln!("redis: {e}");
+            tonic::Status::unavailable(format!("rate limit storage: {e}"))
+        };
+        let answer: Vec<i64> =
+            tokio::time::timeout(STORAGE_TIMEOUT, invocation.invoke_async(&mut redis))
+                .await
+                .map_err(|e| storage_error(&e))?
+                .map_err(|e| storage_error(&e))?;
+
+        let value = |v: Option<&i64>| u64::try_from(*v.unwrap_or(&0)).unwrap_or(0);
+        let ttl = |v: Option<&i64>| Duration::from_millis(value(v));
+        if answer.first() == Some(&0) {
+            // The first counter without room speaks for the descriptor.
+            let index = usize::try_from(value(answer.get(1))).unwrap_or(1).max(1) - 1;
+            let mut counter = counters
+                .into_iter()
+                .nth(index)
+                .map(|(c, _)| c)
+                .ok_or_else(|| tonic::Status::internal("script answered out of range"))?;
+            // What is left (less than the hits asked for), as a check without a take.
+            let used = value(answer.get(2));
+            counter.set_remaining(counter.max_value().saturating_sub(used));
+            counter.set_expires_in(ttl(answer.get(3)));
+            return Ok((Code::OverLimit, Some(counter)));
+        }
+        let mut filled = Vec::with_capacity(counters.len());
+        for (i, (mut counter, _)) in counters.into_iter().enumerate() {
+            let used = value(answer.get(1 + 2 * i));
+            counter.set_remaining(counter.max_value().saturating_sub(used));
+            counter.set_expires_in(ttl(answer.get(2 + 2 * i)));
+            filled.push(counter);
+        }
+        // The most restrictive counter (fewest remaining) speaks for the descriptor.
+        let counter = filled.into_iter().min_by_key(remaining);
+        Ok((Code::Ok, counter))
     }
-    let code = if reserved.limited {
-        Code::OverLimit
-    } else {
-        Code::Ok
-    };
-    // The most restrictive counter (fewest remaining) speaks for the descriptor.
-    let counter = reserved
-        .counters
-        .into_iter()
-        .min_by_key(|c| c.remaining().unwrap_or(c.max_value()));
-    Ok((code, counter))
 }
 
 fn status(code: Code, counter: Option<&Counter>) -> DescriptorStatus {
