@@ -419,6 +419,14 @@ mod tests {
         "global":{"cluster":"rls","domain":"api","failure_mode":"deny"}}},
         "rules":[{"name":"all","match":{"prefix":"/"},"rate_limit":"g"}]}"#;
 
+    /// A compiled policy and a host whose bucket table is ready.
+    fn ready(config: &str) -> (Policy, MemoryHost) {
+        let policy = compile(config.as_bytes()).unwrap();
+        let host = MemoryHost::default();
+        policy.rate_limit_table.init(&host);
+        (policy, host)
+    }
+
     fn global_answer(over: bool, remaining: u32, reset_seconds: i64) -> limit::global::Answer {
         limit::global::parse_answer(&limit::global::tests::answer_bytes(
             over,
@@ -431,9 +439,7 @@ mod tests {
 
     #[test]
     fn a_global_limit_asks_the_service_and_holds_its_refusal() {
-        let policy = compile(GLOBAL.as_bytes()).unwrap();
-        let host = MemoryHost::default();
-        policy.rate_limit_table.init(&host);
+        let (policy, host) = ready(GLOBAL);
         let h = headers(&GET);
         let request = Request::new(&h, Some("203.0.113.7:4242"));
 
@@ -488,9 +494,7 @@ mod tests {
                 r#""failure_mode":"deny""#,
                 &format!(r#""failure_mode":"{mode}""#),
             );
-            let policy = compile(config.as_bytes()).unwrap();
-            let host = MemoryHost::default();
-            policy.rate_limit_table.init(&host);
+            let (policy, host) = ready(&config);
             let h = headers(&GET);
             let request = Request::new(&h, Some("203.0.113.7:4242"));
             let pending = policy.evaluate(&request, &host);
