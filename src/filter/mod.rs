@@ -16,7 +16,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, Status};
 use crate::config;
 use crate::policy::body::BodyPlan;
 use crate::policy::limit::global;
-use crate::policy::{Decision, HeaderAction, LogDecisions, Policy, Request, Verdict};
+use crate::policy::{Decision, HeaderAction, LogDecisions, Policy, Request};
 
 use host::EnvoyHost;
 use metrics::Metrics;
@@ -181,30 +181,28 @@ impl HttpContext for Filter {
         test_hooks::crash_if_asked(request.path());
         let mut decision = self.policy.evaluate(&request, &EnvoyHost);
         if let Some(call) = decision.global_call.as_ref() {
-            if decision.verdict == Verdict::Allow {
-                match self.dispatch_grpc_call(
-                    &call.cluster,
-                    global::SERVICE,
-                    global::METHOD,
-                    Vec::new(),
-                    Some(&call.message),
-                    call.timeout,
-                ) {
-                    Ok(_token) => {
-                        self.waiting = Some(Waiting {
-                            headers,
-                            source,
-                            decision,
-                            end_of_stream,
-                        });
-                        return Action::Pause;
-                    }
-                    Err(status) => {
-                        warn_once_call_failed(&call.cluster, status);
-                        decision = self
-                            .policy
-                            .finish_global(&request, decision, None, &EnvoyHost);
-                    }
+            match self.dispatch_grpc_call(
+                &call.cluster,
+                global::SERVICE,
+                global::METHOD,
+                Vec::new(),
+                Some(&call.message),
+                call.timeout,
+            ) {
+                Ok(_token) => {
+                    self.waiting = Some(Waiting {
+                        headers,
+                        source,
+                        decision,
+                        end_of_stream,
+                    });
+                    return Action::Pause;
+                }
+                Err(status) => {
+                    warn_once_call_failed(&call.cluster, status);
+                    decision = self
+                        .policy
+                        .finish_global(&request, decision, None, &EnvoyHost);
                 }
             }
         }

@@ -25,12 +25,6 @@ pub use verdict::{Decision, Denial, Reason, Verdict};
 
 use limit::global::{FailureMode, GlobalCall, GlobalOutcome};
 
-/// The name under which a global policy's holds live in the slot table (`#` is not allowed
-/// in policy names, so it never meets a bucket).
-fn hold_name(policy: &limit::RateLimitPolicy) -> String {
-    format!("{}#hold", policy.name)
-}
-
 /// Header prefix that api-guard owns towards the upstream; incoming copies are always removed.
 pub const OWNED_HEADER_PREFIX: &str = "x-api-guard-";
 /// Set towards the upstream when a dry-run policy would have denied the request.
@@ -180,6 +174,9 @@ impl Policy {
         decision.upstream_remove = self.spoofed_headers(request);
 
         if let Err(denial) = self.run_checks(request, rule, host, &mut decision) {
+            // A request denied after its rate limit passed locally (e.g. by its declared
+            // body length) is not worth a call to the rate limit service.
+            decision.global_call = None;
             decision.verdict = Verdict::Deny(denial);
         }
 
@@ -268,7 +265,7 @@ impl Policy {
         // Refuse without a call what the service would refuse anyway: a client the service
         // said was over its limit (until the reset it gave), or over the whole limit here.
         let now = limit::unix_nanos(host);
-        let hold = self.rate_limit_table.place(&hold_name(policy), client);
+        let hold = self.hold_placement(policy, client);
         let local = match self.rate_limit_table.held(host, &hold, now) {
             Some(left) => Err(limit::global::over_limit(
                 policy,
@@ -328,12 +325,9 @@ impl Policy {
             Some(answer) => {
                 let denial = limit::global::over_limit(policy, &answer);
                 let now = limit::unix_nanos(host);
-                let reset = answer
-                    .reset_in_ns
-                    .unwrap_or_else(|| policy.per_seconds.saturating_mul(1_000_000_000));
-                let hold = self.rate_limit_table.place(&hold_name(policy), client);
-                self.rate_limit_table
-                    .hold(host, &hold, now.saturating_add(reset), now);
+                let until = now.saturating_add(limit::global::reset_ns(policy, &answer));
+                let hold = self.hold_placement(policy, client);
+                self.rate_limit_table.hold(host, &hold, until, now);
                 (GlobalOutcome::OverLimit, Some(denial))
             }
             None => match global.failure_mode {
@@ -350,6 +344,17 @@ impl Policy {
         }
         mark_dry_run(&mut decision, self.mode_for(self.rule_for(request)));
         decision
+    }
+
+    /// Where the hold of a global policy's client lives in the slot table (`#` is not
+    /// allowed in policy names, so a hold never meets a bucket).
+    fn hold_placement(
+        &self,
+        policy: &limit::RateLimitPolicy,
+        client: &str,
+    ) -> limit::table::Placement {
+        self.rate_limit_table
+            .place(&format!("{}#hold", policy.name), client)
     }
 
     /// Incoming request headers that api-guard owns towards the upstream.
@@ -482,6 +487,24 @@ mod tests {
         let fifth = policy.evaluate(&request, &host);
         assert_eq!(fifth.global_call, None);
         assert_eq!(fifth.global_outcome, Some(GlobalOutcome::RefusedLocally));
+    }
+
+    #[test]
+    fn a_request_denied_after_the_local_pass_makes_no_call() {
+        let config = GLOBAL.replace(
+            r#""rate_limit":"g""#,
+            r#""rate_limit":"g","body":{"max_bytes":10}"#,
+        );
+        let (policy, host) = ready(&config);
+        let h = headers(&[
+            (":method", "POST"),
+            (":path", "/orders"),
+            ("content-length", "11"),
+        ]);
+        let request = Request::new(&h, Some("203.0.113.7:4242"));
+        let decision = policy.evaluate(&request, &host);
+        assert_eq!(decision.reason_code(), "body_too_large");
+        assert_eq!(decision.global_call, None);
     }
 
     #[test]

@@ -188,10 +188,8 @@ fn usable_header(name: &str, value: &str) -> bool {
 }
 
 /// The window reset the service gave, else the policy's window.
-fn reset_ns(policy: &RateLimitPolicy, answer: &Answer) -> u64 {
-    answer
-        .reset_in_ns
-        .unwrap_or_else(|| policy.per_seconds.saturating_mul(1_000_000_000))
+pub fn reset_ns(policy: &RateLimitPolicy, answer: &Answer) -> u64 {
+    answer.reset_in_ns.unwrap_or_else(|| policy.window_ns())
 }
 
 /// Quota headers for an admitted request: the service's remaining count and reset, in the

@@ -36,10 +36,14 @@ pub struct RateLimitPolicy {
 }
 
 impl RateLimitPolicy {
+    /// The window in nanoseconds.
+    pub fn window_ns(&self) -> u64 {
+        self.per_seconds.saturating_mul(1_000_000_000)
+    }
+
     pub fn shape(&self) -> Shape {
-        let window_ns = self.per_seconds.saturating_mul(1_000_000_000);
         Shape {
-            interval_ns: (window_ns / self.requests.max(1)).max(1),
+            interval_ns: (self.window_ns() / self.requests.max(1)).max(1),
             burst: self.burst,
         }
     }
