@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -44,15 +43,6 @@ fn envoy(config: &str, rls_port: u16, concurrency: u32) -> Envoy {
 
 fn status(envoy: &Envoy, path: &str) -> u16 {
     envoy.client().get(path).unwrap().status
-}
-
-/// A loopback port with nothing listening.
-fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]
@@ -143,7 +133,8 @@ fn two_envoys_sharing_one_limit_admit_exactly_its_count() {
 #[test]
 fn a_service_that_is_down_follows_each_failure_mode() {
     let config = config(100, "minute", 200);
-    let envoy = envoy(&config, closed_port(), 1);
+    // Nothing listens on the service's port.
+    let envoy = envoy(&config, common::free_port(), 1);
     for _ in 0..3 {
         assert_eq!(status(&envoy, "/open/a"), 200);
         let refused = envoy.client().get("/closed/a").unwrap();

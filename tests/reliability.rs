@@ -11,13 +11,12 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{bootstrap, scratch_dir, Client, Envoy, EnvoyOptions, Upstream};
+use common::{bootstrap, free_port, scratch_dir, Client, Envoy, EnvoyOptions, Upstream};
 use serde_json::{json, Value};
 
 /// The api-guard entry (`config` of the Wasm filter) inside a harness bootstrap or listener.
@@ -30,14 +29,6 @@ fn wasm_config(listener: &mut Value) -> &mut Value {
         .find(|f| f["name"] == "envoy.filters.http.wasm")
         .unwrap();
     &mut wasm["typed_config"]["config"]
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {

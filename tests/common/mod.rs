@@ -58,6 +58,16 @@ pub fn module_path() -> PathBuf {
     path
 }
 
+/// A loopback port that was free a moment ago (nothing listens on it unless a caller binds
+/// it; a caller that binds it later may lose a race and retry).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A fresh scratch directory for one Envoy.
 pub fn scratch_dir(tag: &str) -> PathBuf {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);

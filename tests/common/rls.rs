@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{root, scratch_dir};
+use super::{free_port, root, scratch_dir};
 
 /// The rate limit service binary, built by `make rls-server` (a debug build).
 pub fn rls_binary() -> PathBuf {
@@ -23,15 +23,6 @@ pub fn rls_binary() -> PathBuf {
         path.display()
     );
     path
-}
-
-/// A free loopback port (it may be taken again before use; callers retry).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn kill(child: &mut Option<Child>) {
