@@ -14,6 +14,7 @@ Run it with `make bench`. Settings (environment):
   BENCH_COMPARE      extra api-guard builds to run next to it, `label=path.wasm;label2=...`
                      (before/after comparisons: each becomes a variant `api-guard@label`)
   BENCH_CHECKS       0 skips the checks of response headers (for experimental builds)
+  BENCH_ROUTES       direct or up: measure only that route (default both)
   ENVOY_BIN          Envoy (default .venv/bin/envoy)
 
 Standard library only, plus `cryptography` (to mint JWTs) which the Makefile provides.
@@ -41,6 +42,7 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
 TOKENS = int(os.environ.get("BENCH_TOKENS", "1000"))
 ONLY = [s for s in os.environ.get("BENCH_SCENARIOS", "").split(",") if s]
+ROUTES = [r for r in os.environ.get("BENCH_ROUTES", "").split(",") if r]
 MEMORY = os.environ.get("BENCH_MEMORY", "1") == "1"
 OUT = os.environ.get("BENCH_OUT", os.path.join(ROOT, "bench", "RESULTS.md"))
 MODULE = os.path.abspath(
@@ -159,6 +161,10 @@ def api_guard_filter(config, module=None):
                                      "value": json.dumps(config)},
                    "vm_config": {"vm_id": "api-guard", "runtime": "envoy.wasm.runtime.v8",
                                  "code": {"local": {"filename": module or MODULE}}}}}}
+
+
+# A proxy-wasm filter that does nothing: what any wasm filter costs before its own work.
+NOOP = api_guard_filter({}, NOOP_MODULE)
 
 
 def with_module(filter_config, module):
@@ -475,6 +481,8 @@ class Scenario:
             for label, path in COMPARE:
                 variants[f"api-guard@{label}"] = [
                     with_module(f, os.path.abspath(path)) for f in variants["api-guard"]]
+        if ROUTES:
+            routes = tuple(r for r in routes if r in ROUTES)
         self.name, self.title, self.variants, self.routes = name, title, variants, routes
         self.headers, self.method, self.body, self.cycle = headers or {}, method, body, cycle
         self.expect, self.check, self.note = expect, check, note
@@ -495,7 +503,7 @@ def scenarios(keys):
     out.append(Scenario(
         "hardening", "Header hardening only (`{}`)",
         {"none": [], "api-guard": [api_guard_filter({})], "native": [header_mutation_filter()],
-         "wasm-noop": [api_guard_filter({}, NOOP_MODULE)]},
+         "wasm-noop": [NOOP]},
         check=hardening_check,
         note="native: header_mutation with the same 18 removals, 7 sets and cache-control if absent; "
              "`wasm-noop`: a proxy-wasm filter that does nothing (bench/noop), the floor of any wasm "
@@ -512,9 +520,10 @@ def scenarios(keys):
     out.append(Scenario(
         "jwt-rs256-cached", "JWT RS256, one repeated token, cache on",
         {"none": [], "api-guard": [api_guard_filter(jwt_config("RS256", 4096))],
-         "native": [jwt_authn_filter(keys.jwks("RS256"), cache=True)]},
+         "native": [jwt_authn_filter(keys.jwks("RS256"), cache=True)], "wasm-noop": [NOOP]},
         headers={"Authorization": "Bearer " + token},
-        note="api-guard `cache_entries: 4096`; native jwt_authn with `jwt_cache_config`"))
+        note="api-guard `cache_entries: 4096`; native jwt_authn with `jwt_cache_config`; "
+             "`wasm-noop`: the floor of any wasm filter"))
     for alg in ("RS256", "ES256", "EdDSA"):
         log(f"minting {TOKENS} {alg} tokens")
         tokens = ["Bearer " + keys.token(alg, f"user-{i}") for i in range(TOKENS)]
@@ -536,19 +545,22 @@ def scenarios(keys):
     out.append(Scenario(
         "key-ratelimit", "API key + rate limit, under the limit",
         {"none": [], "api-guard": [api_guard_filter(key_config(1_000_000_000, "second"))],
-         "native": [api_key_auth_filter(), local_ratelimit_filter(1_000_000_000, 1)]},
+         "native": [api_key_auth_filter(), local_ratelimit_filter(1_000_000_000, 1)],
+         "wasm-noop": [NOOP]},
         headers={"x-api-key": API_KEY},
         note="native: api_key_auth + local_ratelimit (one bucket, x-ratelimit headers)"))
     out.append(Scenario(
         "key-ratelimit-429", "API key + rate limit, over the limit (429)",
         {"none": [], "api-guard": [api_guard_filter(key_config(1, "hour", log="off"))],
          "native": [api_key_auth_filter(), local_ratelimit_filter(1, 3600)],
-         "api-guard, default log": [api_guard_filter(key_config(1, "hour"))]},
+         "api-guard, default log": [api_guard_filter(key_config(1, "hour"))],
+         "wasm-noop": [NOOP]},
         routes=("direct",), headers={"x-api-key": API_KEY}, expect=429,
         note="every request but the first is refused; `none` answers 200 (the floor). Like "
              "local_ratelimit, which counts 429s in stats but logs nothing, `api-guard` runs with "
              "`log.decisions: off` (its counters still count every 429); `api-guard, default log` "
-             "is the default `deny`, which also writes one log line per 429"))
+             "is the default `deny`, which also writes one log line per 429; `wasm-noop` answers "
+             "200 like `none`: the floor of any wasm filter"))
 
     for size, label in ((1024, "1k"), (65536, "64k")):
         body = order_body(size)
@@ -564,6 +576,7 @@ def scenarios(keys):
                     "max_bytes": 131072, "content_types": ["application/json"],
                     "json_schema": ORDER_SCHEMA}}],
                 "headers": NO_HARDENING})],
+             "wasm-noop": [BUFFER, NOOP],
              "native": None},
             method="POST", headers={"Content-Type": "application/json"}, body=body, routes=("up",),
             note="Only through the upstream: on the `direct_response` route Envoy answers at the "
@@ -574,7 +587,8 @@ def scenarios(keys):
                  "reading the body and then closes the connection (a new connection per request), "
                  "which is not a baseline; api-guard reads the whole body before the route answers. "
                  "`api-guard` validates only (`threats: off`); `api-guard, threats: log` adds the "
-                 "default threat screening of every JSON string"))
+                 "default threat screening of every JSON string; `wasm-noop` is the `buffer` filter "
+                 "plus a proxy-wasm filter that does nothing"))
     return out
 
 
@@ -863,8 +877,11 @@ def report(info, results, memory, started, finished):
     w("")
     w("## Targets (issue 7)")
     w("")
-    w("| target | route | measured | status |")
-    w("|---|---|---|---|")
+    w("The last column is the same ratio for `wasm-noop`, a proxy-wasm filter that does nothing, "
+      "in the same run: the most any wasm filter can reach on this Envoy and machine.")
+    w("")
+    w("| target | route | measured | status | wasm-noop floor |")
+    w("|---|---|---|---|---:|")
     by_name = {s.name: (s, samples, status) for s, samples, status in results}
     for text, name, base, threshold in TARGETS:
         entry = by_name.get(name)
@@ -881,9 +898,13 @@ def report(info, results, memory, started, finished):
                 w(f"| {text} | {route} | not measured | – |")
                 continue
             ratio = summary(ours)["rps"] / summary(theirs)["rps"]
-            w(f"| {text} | {route} | {ratio:.2f}x | {'met' if ratio >= threshold else 'not met'} |")
+            noop = samples.get(("wasm-noop", route))
+            floor = f"{summary(noop)['rps'] / summary(theirs)['rps']:.2f}x" if noop else "–"
+            w(f"| {text} | {route} | {ratio:.2f}x | {'met' if ratio >= threshold else 'not met'} "
+              f"| {floor} |")
     size_ok = info["module"] <= 2 << 20
-    w(f"| module ≤ 2 MiB | | {info['module'] / (1 << 20):.2f} MiB | {'met' if size_ok else 'not met'} |")
+    w(f"| module ≤ 2 MiB | | {info['module'] / (1 << 20):.2f} MiB | "
+      f"{'met' if size_ok else 'not met'} | |")
     w("")
     if memory:
         w("## Memory after 100,000 distinct clients")
