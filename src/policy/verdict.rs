@@ -197,23 +197,47 @@ impl Denial {
         self
     }
 
-    /// The RFC 9457 body.
+    /// The RFC 9457 body, members in the RFC's order: written straight from the denial,
+    /// with no intermediate JSON map (this runs for every 429 under load).
     pub fn problem_json(&self) -> String {
-        let mut body = Map::new();
-        body.insert(
-            "type".into(),
-            json!(format!("urn:api-guard:problem:{}", self.reason.code())),
-        );
-        body.insert("title".into(), json!(self.reason.title()));
-        body.insert("status".into(), json!(self.status));
-        if let Some(detail) = &self.detail {
-            body.insert("detail".into(), json!(detail));
-        }
-        body.insert("reason".into(), json!(self.reason.code()));
-        for (k, v) in &self.extensions {
-            body.insert(k.clone(), v.clone());
-        }
-        Value::Object(body).to_string()
+        let problem = Problem {
+            kind: ProblemType(self.reason.code()),
+            title: self.reason.title(),
+            status: self.status,
+            detail: self.detail.as_deref(),
+            reason: self.reason.code(),
+            extensions: &self.extensions,
+        };
+        serde_json::to_string(&problem).unwrap_or_else(|_| {
+            // Not reachable (strings, numbers and JSON values only); still a valid answer.
+            format!(
+                r#"{{"status":{},"reason":"{}"}}"#,
+                self.status,
+                self.reason.code()
+            )
+        })
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: ProblemType,
+    title: &'a str,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
+    reason: &'a str,
+    #[serde(flatten)]
+    extensions: &'a Map<String, Value>,
+}
+
+/// `urn:api-guard:problem:<reason>`, written without building the string first.
+struct ProblemType(&'static str);
+
+impl serde::Serialize for ProblemType {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&format_args!("urn:api-guard:problem:{}", self.0))
     }
 }
 
