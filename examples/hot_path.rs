@@ -96,7 +96,9 @@ fn main() {
         }
         if let Some(denial) = decision.enforced_denial() {
             bytes += denial.problem_json().len();
-            bytes += decision.log_line(request.method(), request.path()).len();
+            let mut logged = decision.clone();
+            policy.resolve_client(&mut logged, &request);
+            bytes += logged.log_line(request.method(), request.path()).len();
         }
         bytes += decision.response_headers.len();
         black_box(&decision);

@@ -9,6 +9,15 @@ use crate::policy::{HashAlg, Host, NativeVerify, SharedWrite};
 
 pub struct EnvoyHost;
 
+/// The downstream peer's `ip:port` (Envoy's `source.address`), for
+/// [`crate::policy::SourceAddress::lazy`].
+pub fn source_address() -> Option<String> {
+    hostcalls::get_property(vec!["source", "address"])
+        .ok()
+        .flatten()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+}
+
 impl Host for EnvoyHost {
     fn now(&self) -> SystemTime {
         hostcalls::get_current_time().unwrap_or(SystemTime::UNIX_EPOCH)

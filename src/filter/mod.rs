@@ -16,7 +16,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, Status};
 use crate::config;
 use crate::policy::body::BodyPlan;
 use crate::policy::limit::global;
-use crate::policy::{Decision, HeaderAction, LogDecisions, Policy, Request};
+use crate::policy::{Decision, HeaderAction, LogDecisions, Policy, Request, SourceAddress};
 
 use host::EnvoyHost;
 use metrics::Metrics;
@@ -112,7 +112,7 @@ struct Filter {
 /// What the body stage needs from the headers stage.
 struct PendingBody {
     headers: Vec<(String, String)>,
-    source: Option<String>,
+    source: SourceAddress,
     /// The header decision (allowed), recorded only once the body is decided.
     decision: Decision,
     plan: BodyPlan,
@@ -134,7 +134,7 @@ impl Context for Filter {
         } else {
             None
         };
-        let request = Request::new(&waiting.headers, waiting.source.as_deref())
+        let request = Request::with_lazy_source(&waiting.headers, &waiting.source)
             .with_end_of_stream(waiting.end_of_stream);
         let decision = self
             .policy
@@ -154,7 +154,7 @@ impl Context for Filter {
 /// A request paused while the rate limit service decides.
 struct Waiting {
     headers: Vec<(String, String)>,
-    source: Option<String>,
+    source: SourceAddress,
     decision: Decision,
     end_of_stream: bool,
 }
@@ -174,10 +174,9 @@ fn warn_once_call_failed(cluster: &str, status: Status) {
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let headers = request_headers(self.get_http_request_headers_bytes());
-        let source = self
-            .get_property(vec!["source", "address"])
-            .and_then(|b| String::from_utf8(b).ok());
-        let request = Request::new(&headers, source.as_deref()).with_end_of_stream(end_of_stream);
+        let source = SourceAddress::lazy(host::source_address);
+        let request =
+            Request::with_lazy_source(&headers, &source).with_end_of_stream(end_of_stream);
         test_hooks::crash_if_asked(request.path());
         let mut decision = self.policy.evaluate(&request, &EnvoyHost);
         if let Some(call) = decision.global_call.as_ref() {
@@ -259,8 +258,9 @@ impl HttpContext for Filter {
         // A request that ended before its body was decided is recorded as its headers were.
         if let Some(pending) = self.body.take() {
             if !pending.done {
-                let request = Request::new(&pending.headers, pending.source.as_deref());
-                self.record(&pending.decision, &request);
+                let request = Request::with_lazy_source(&pending.headers, &pending.source);
+                let mut decision = pending.decision;
+                self.record(&mut decision, &request);
             }
         }
     }
@@ -283,12 +283,18 @@ impl HttpContext for Filter {
                             self.set_http_response_header(name, None);
                         }
                     }
+                    // Adding a header the response does not have is cheaper for Envoy than
+                    // replacing it (no search and removal first).
                     HeaderAction::Set(name, value) => {
-                        self.set_http_response_header(name, Some(value));
+                        if has(name) {
+                            self.set_http_response_header(name, Some(value));
+                        } else {
+                            self.add_http_response_header(name, value);
+                        }
                     }
                     HeaderAction::SetIfAbsent(name, value) => {
                         if !has(name) {
-                            self.set_http_response_header(name, Some(value));
+                            self.add_http_response_header(name, value);
                         }
                     }
                 }
@@ -307,11 +313,12 @@ impl Filter {
     fn proceed(
         &mut self,
         headers: Vec<(String, String)>,
-        source: Option<String>,
-        decision: Decision,
+        source: SourceAddress,
+        mut decision: Decision,
         end_of_stream: bool,
     ) -> Action {
-        let request = Request::new(&headers, source.as_deref()).with_end_of_stream(end_of_stream);
+        let request =
+            Request::with_lazy_source(&headers, &source).with_end_of_stream(end_of_stream);
         let plan = self.policy.body_plan(&request, &decision);
         for name in &decision.upstream_remove {
             self.set_http_request_header(name, None);
@@ -325,8 +332,8 @@ impl Filter {
             // (StopAllIterationAndWatermark). The upstream gets no body byte of a buffered
             // body before it passed; a denial resets the upstream request.
             self.body = Some(PendingBody {
-                headers: headers.clone(),
-                source: source.clone(),
+                headers,
+                source,
                 decision,
                 plan,
                 seen: 0,
@@ -334,7 +341,7 @@ impl Filter {
             });
             return Action::Continue;
         }
-        self.record(&decision, &request);
+        self.record(&mut decision, &request);
         self.apply(&decision)
     }
 
@@ -346,8 +353,8 @@ impl Filter {
         };
         pending.done = true;
         let request =
-            Request::new(&pending.headers, pending.source.as_deref()).with_end_of_stream(false);
-        let decision = if overflow {
+            Request::with_lazy_source(&pending.headers, &pending.source).with_end_of_stream(false);
+        let mut decision = if overflow {
             self.policy.body_overflow(&request, &pending.decision)
         } else if buffering {
             let body = self
@@ -358,7 +365,7 @@ impl Filter {
         } else {
             pending.decision.clone()
         };
-        self.record(&decision, &request);
+        self.record(&mut decision, &request);
         self.body = Some(pending);
         // The headers have gone on already: a dry-run body denial is recorded (metrics, log,
         // filter state) but cannot add its header towards the upstream.
@@ -392,7 +399,7 @@ impl Filter {
     }
 
     /// Counts the decision, publishes it to the access log and logs it as configured.
-    fn record(&self, decision: &Decision, request: &Request) {
+    fn record(&self, decision: &mut Decision, request: &Request) {
         self.metrics.count(decision);
         let rule = decision.rule.as_deref().unwrap_or("-");
         self.set_property(vec![STATE_DECISION], Some(decision.action().as_bytes()));
@@ -403,6 +410,9 @@ impl Filter {
             LogDecisions::Deny => decision.denial().is_some(),
             LogDecisions::Off => false,
         };
+        if log_it || !decision.logged.is_empty() {
+            self.policy.resolve_client(decision, request);
+        }
         if log_it {
             log::info!("{}", decision.log_line(request.method(), request.path()));
         }

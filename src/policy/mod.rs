@@ -20,7 +20,7 @@ pub use auth::{AuthMethod, Credential, Principal};
 pub use client_ip::ClientIpSource;
 pub use harden::{Hardening, HeaderAction, HttpsPolicy, Profile};
 pub use host::{HashAlg, Host, NativeVerify, SharedWrite};
-pub use request::Request;
+pub use request::{Request, SourceAddress};
 pub use verdict::{Decision, Denial, Reason, Verdict};
 
 use limit::global::{FailureMode, GlobalCall, GlobalOutcome};
@@ -170,7 +170,8 @@ impl Policy {
         let rule = self.rule_for(request);
         let mode = self.mode_for(rule);
         let mut decision = Decision::allow(rule.map(|r| r.name.clone()));
-        decision.client = self.client_ip.resolve(request).map(|ip| format!("ip:{ip}"));
+        // The client is the authenticated identity; an address-based one is resolved only
+        // where it is used (rate limits here, log lines in `resolve_client`).
         decision.upstream_remove = self.spoofed_headers(request);
 
         if let Err(denial) = self.run_checks(request, rule, host, &mut decision) {
@@ -215,7 +216,7 @@ impl Policy {
             decision.upstream_set.extend(principal.upstream_set);
         }
         // 4. Rate limit: the credential's tier, else the rule's policy.
-        self.check_rate_limit(tier.or(rule.rate_limit), host, decision)?;
+        self.check_rate_limit(tier.or(rule.rate_limit), request, host, decision)?;
         // 5. The body is checked once it arrives.
         // 5. The body: what its headers tell now (length, media type); the rest once it
         //    arrives (`evaluate_body`).
@@ -250,12 +251,14 @@ impl Policy {
     fn check_rate_limit(
         &self,
         policy: Option<usize>,
+        request: &Request,
         host: &dyn Host,
         decision: &mut Decision,
     ) -> Result<(), Denial> {
         let Some((index, policy)) = policy.and_then(|i| Some((i, self.rate_limits.get(i)?))) else {
             return Ok(());
         };
+        self.resolve_client(decision, request);
         let client = decision.client.as_deref().unwrap_or("ip:unknown");
         let Some(global) = &policy.global else {
             let headers = limit::check(policy, &self.rate_limit_table, client, host)?;
@@ -344,6 +347,15 @@ impl Policy {
         }
         mark_dry_run(&mut decision, self.mode_for(self.rule_for(request)));
         decision
+    }
+
+    /// Names the decision's client when no credential did: `ip:<address>` of the client
+    /// address (`client_ip`), read from the request only now. Call it before anything that
+    /// shows or counts the client (rate limits, log lines).
+    pub fn resolve_client(&self, decision: &mut Decision, request: &Request) {
+        if decision.client.is_none() {
+            decision.client = self.client_ip.resolve(request).map(|ip| format!("ip:{ip}"));
+        }
     }
 
     /// Where the hold of a global policy's client lives in the slot table (`#` is not
@@ -559,11 +571,19 @@ mod tests {
     }
 
     #[test]
-    fn empty_config_allows_and_names_the_client() {
-        let d = decide("{}", &GET);
+    fn empty_config_allows_and_names_the_client_only_when_asked() {
+        let policy = compile(b"{}").unwrap();
+        let h = headers(&GET);
+        let source = SourceAddress::lazy(|| panic!("the address was read without need"));
+        let mut d = policy.evaluate(
+            &Request::with_lazy_source(&h, &source),
+            &MemoryHost::default(),
+        );
         assert_eq!(d.verdict, Verdict::Allow);
-        assert_eq!(d.client.as_deref(), Some("ip:203.0.113.7"));
         assert_eq!(d.rule, None);
+        assert_eq!(d.client, None);
+        policy.resolve_client(&mut d, &Request::new(&h, Some("203.0.113.7:4242")));
+        assert_eq!(d.client.as_deref(), Some("ip:203.0.113.7"));
     }
 
     #[test]

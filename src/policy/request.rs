@@ -1,6 +1,46 @@
 //! A read-only view of a request's headers as the core sees them.
 
+use std::cell::OnceCell;
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+
+/// The downstream peer's address (`ip:port`), asked of the host only when a stage needs it:
+/// the question costs a host call that most requests (no rate limit or IP list keyed on the
+/// address, nothing logged) never need.
+#[derive(Clone)]
+pub struct SourceAddress {
+    value: OnceCell<Option<String>>,
+    fetch: fn() -> Option<String>,
+}
+
+impl SourceAddress {
+    /// An address that `fetch` reads from the host the first time it is asked for.
+    pub fn lazy(fetch: fn() -> Option<String>) -> Self {
+        SourceAddress {
+            value: OnceCell::new(),
+            fetch,
+        }
+    }
+
+    pub fn get(&self) -> Option<&str> {
+        self.value.get_or_init(self.fetch).as_deref()
+    }
+}
+
+impl fmt::Debug for SourceAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SourceAddress")
+            .field(&self.value.get())
+            .finish()
+    }
+}
+
+/// Where a [`Request`] gets its source address from.
+#[derive(Debug, Clone, Copy)]
+enum Source<'a> {
+    Known(Option<&'a str>),
+    Lazy(&'a SourceAddress),
+}
 
 /// The request as Envoy presents it: header names are lower case, with the HTTP/2
 /// pseudo-headers `:method`, `:path`, `:authority` and `:scheme` among them.
@@ -8,7 +48,7 @@ use std::net::{IpAddr, SocketAddr};
 pub struct Request<'a> {
     headers: &'a [(String, String)],
     /// The downstream peer as Envoy reports it (`ip:port`), if known.
-    source_address: Option<&'a str>,
+    source: Source<'a>,
     /// Whether the headers ended the stream (no body follows), when the host says so.
     end_of_stream: Option<bool>,
 }
@@ -17,7 +57,16 @@ impl<'a> Request<'a> {
     pub fn new(headers: &'a [(String, String)], source_address: Option<&'a str>) -> Self {
         Request {
             headers,
-            source_address,
+            source: Source::Known(source_address),
+            end_of_stream: None,
+        }
+    }
+
+    /// A request whose source address is read from the host only if a stage asks for it.
+    pub fn with_lazy_source(headers: &'a [(String, String)], source: &'a SourceAddress) -> Self {
+        Request {
+            headers,
+            source: Source::Lazy(source),
             end_of_stream: None,
         }
     }
@@ -88,12 +137,15 @@ impl<'a> Request<'a> {
     }
 
     pub fn source_address(&self) -> Option<&'a str> {
-        self.source_address
+        match self.source {
+            Source::Known(address) => address,
+            Source::Lazy(source) => source.get(),
+        }
     }
 
     /// The downstream peer's IP address.
     pub fn client_ip(&self) -> Option<IpAddr> {
-        let address = self.source_address?;
+        let address = self.source_address()?;
         address
             .parse::<SocketAddr>()
             .map(|s| s.ip())
@@ -131,5 +183,29 @@ mod tests {
             Some("10.1.2.3")
         );
         assert_eq!(Request::new(&h, None).client_ip(), None);
+    }
+
+    thread_local! {
+        static FETCHES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+
+    fn fetch_counted() -> Option<String> {
+        FETCHES.with(|n| n.set(n.get() + 1));
+        Some("192.0.2.4:80".into())
+    }
+
+    #[test]
+    fn a_lazy_source_is_fetched_once_and_only_when_asked() {
+        let h = vec![(":path".to_string(), "/".to_string())];
+        let source = SourceAddress::lazy(fetch_counted);
+        let r = Request::with_lazy_source(&h, &source);
+        assert_eq!(r.path(), "/");
+        assert_eq!(FETCHES.with(|n| n.get()), 0);
+        assert_eq!(
+            r.client_ip().map(|i| i.to_string()).as_deref(),
+            Some("192.0.2.4")
+        );
+        assert_eq!(r.source_address(), Some("192.0.2.4:80"));
+        assert_eq!(FETCHES.with(|n| n.get()), 1);
     }
 }
