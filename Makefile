@@ -10,7 +10,7 @@ OCI := target/oci
 IMAGE ?= registry.example.com/platform/api-guard:$(VERSION)
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: all build test unit integration lint run envoy wasm-target validate clean fuzz soak oci pin crd-validators schema conformance bench rls-server redis
+.PHONY: all build test unit integration lint run envoy wasm-target validate clean fuzz soak oci pin crd-validators schema conformance bench size rls-server redis
 
 all: build
 
@@ -130,6 +130,13 @@ bench: build envoy
 	  $$py -c 'import cryptography' 2>/dev/null || $(VENV)/bin/pip install --quiet --disable-pip-version-check cryptography; }; \
 	(cd bench/noop && cargo build --quiet --release --target wasm32-wasip1) && \
 	$$py bench/bench.py
+
+## size: what each dependency costs in the module (an unstripped build, names kept)
+size: build
+	CARGO_PROFILE_RELEASE_STRIP=false CARGO_TARGET_DIR=target/size \
+	  cargo build --quiet --release --target wasm32-wasip1 --lib
+	python3 bench/module_size.py target/size/wasm32-wasip1/release/api_guard.wasm \
+	  target/wasm32-wasip1/release/api_guard.wasm
 
 clean:
 	cargo clean
