@@ -370,6 +370,23 @@ mod tests {
     }
 
     #[test]
+    fn problem_json_members_come_in_rfc_order() {
+        let denial = Denial::new(Reason::JwtMissing).with_detail("no credential was presented");
+        assert_eq!(
+            denial.problem_json(),
+            r#"{"type":"urn:api-guard:problem:jwt_missing","title":"A bearer token is required","status":401,"detail":"no credential was presented","reason":"jwt_missing"}"#
+        );
+        let mut schema = Denial::new(Reason::BodySchema);
+        schema.extensions.insert(
+            "errors".into(),
+            json!([{"pointer": "/qty", "keyword": "maximum"}]),
+        );
+        assert!(schema.problem_json().ends_with(
+            r#""reason":"body_schema","errors":[{"keyword":"maximum","pointer":"/qty"}]}"#
+        ));
+    }
+
+    #[test]
     fn log_line_drops_the_query() {
         let mut d = Decision::allow(Some("r".into()));
         d.verdict = Verdict::Deny(Denial::new(Reason::ApiKeyUnknown));
