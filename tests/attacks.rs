@@ -265,15 +265,7 @@ const BODY_CONFIG: &str = r#"{"rules":[{"name":"orders","match":{"prefix":"/orde
                            "required":["qty"]}}}]}"#;
 
 fn post_json(envoy: &Envoy, body: &[u8]) -> Response {
-    envoy
-        .client()
-        .request(
-            "POST",
-            "/orders",
-            &[("content-type", "application/json")],
-            Some(body),
-        )
-        .unwrap()
+    envoy.client().post_json("/orders", body).unwrap()
 }
 
 #[test]

@@ -209,12 +209,7 @@ fn a_body_waits_for_the_service_and_is_still_validated() {
     let post = |body: &str| {
         envoy
             .client()
-            .request(
-                "POST",
-                "/orders",
-                &[("content-type", "application/json")],
-                Some(body.as_bytes()),
-            )
+            .post_json("/orders", body.as_bytes())
             .unwrap()
     };
     let ok = post(r#"{"id": 1}"#);

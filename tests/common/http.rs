@@ -57,6 +57,16 @@ impl Client {
         self.request("GET", path, &[], None)
     }
 
+    /// A POST of a JSON body (`content-type: application/json`).
+    pub fn post_json(&self, path: &str, body: &[u8]) -> io::Result<Response> {
+        self.request(
+            "POST",
+            path,
+            &[("content-type", "application/json")],
+            Some(body),
+        )
+    }
+
     /// Sends one request on a fresh connection (`Connection: close`).
     pub fn request(
         &self,

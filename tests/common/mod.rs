@@ -58,6 +58,16 @@ pub fn module_path() -> PathBuf {
     path
 }
 
+/// The end of a test process's scratch directory: when the test is failing, its log is
+/// printed and the directory kept for a look; otherwise the directory is removed.
+pub fn leave_scratch_dir(what: &str, dir: &Path, log: impl FnOnce() -> String) {
+    if std::thread::panicking() {
+        eprintln!("---- {what} log ({}) ----\n{}", dir.display(), log());
+    } else {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 /// A loopback port that was free a moment ago (nothing listens on it unless a caller binds
 /// it; a caller that binds it later may lose a race and retry).
 pub fn free_port() -> u16 {
@@ -519,14 +529,6 @@ impl Drop for Envoy {
             let _ = child.kill();
             let _ = child.wait();
         }
-        if std::thread::panicking() {
-            eprintln!(
-                "---- Envoy log ({}) ----\n{}",
-                self.dir.display(),
-                self.log()
-            );
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
+        leave_scratch_dir("Envoy", &self.dir, || self.log());
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{free_port, root, scratch_dir};
+use super::{free_port, leave_scratch_dir, root, scratch_dir};
 
 /// The rate limit service binary, built by `make rls-server` (a debug build).
 pub fn rls_binary() -> PathBuf {
@@ -124,15 +124,7 @@ impl Redis {
 impl Drop for Redis {
     fn drop(&mut self) {
         kill(&mut self.child);
-        if std::thread::panicking() {
-            eprintln!(
-                "---- Redis log ({}) ----\n{}",
-                self.dir.display(),
-                self.log()
-            );
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
+        leave_scratch_dir("Redis", &self.dir, || self.log());
     }
 }
 
@@ -232,15 +224,7 @@ impl Rls {
 impl Drop for Rls {
     fn drop(&mut self) {
         kill(&mut self.child);
-        if std::thread::panicking() {
-            eprintln!(
-                "---- api-guard-test-rls log ({}) ----\n{}",
-                self.dir.display(),
-                self.log()
-            );
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
+        leave_scratch_dir("api-guard-test-rls", &self.dir, || self.log());
     }
 }
 
