@@ -217,7 +217,6 @@ impl Policy {
         }
         // 4. Rate limit: the credential's tier, else the rule's policy.
         self.check_rate_limit(tier.or(rule.rate_limit), request, host, decision)?;
-        // 5. The body is checked once it arrives.
         // 5. The body: what its headers tell now (length, media type); the rest once it
         //    arrives (`evaluate_body`).
         if let Some(body) = &rule.body {

@@ -7,7 +7,6 @@ use std::net::{IpAddr, SocketAddr};
 /// The downstream peer's address (`ip:port`), asked of the host only when a stage needs it:
 /// the question costs a host call that most requests (no rate limit or IP list keyed on the
 /// address, nothing logged) never need.
-#[derive(Clone)]
 pub struct SourceAddress {
     value: OnceCell<Option<String>>,
     fetch: fn() -> Option<String>,
