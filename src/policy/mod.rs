@@ -247,6 +247,8 @@ impl Policy {
 
     /// Takes a token for the decision's client (authenticated identity, else `ip:<addr>`).
     /// For a global policy, a local pass leaves a call to the rate limit service to make.
+    /// A client with neither is refused (`client_ip_unknown`): such clients never share a
+    /// bucket.
     fn check_rate_limit(
         &self,
         policy: Option<usize>,
@@ -258,7 +260,9 @@ impl Policy {
             return Ok(());
         };
         self.resolve_client(decision, request);
-        let client = decision.client.as_deref().unwrap_or("ip:unknown");
+        let Some(client) = decision.client.as_deref() else {
+            return Err(client_ip::unknown_client());
+        };
         let Some(global) = &policy.global else {
             let headers = limit::check(policy, &self.rate_limit_table, client, host)?;
             decision.response_headers.extend(headers);
@@ -316,7 +320,11 @@ impl Policy {
         else {
             return decision;
         };
-        let client = decision.client.as_deref().unwrap_or("ip:unknown");
+        // A global call is only made for a named client (`check_rate_limit`).
+        let Some(client) = decision.client.as_deref() else {
+            decision.verdict = Verdict::Deny(client_ip::unknown_client());
+            return decision;
+        };
         let (outcome, denial) = match answer {
             Some(answer) if !answer.over_limit => {
                 decision
@@ -350,7 +358,8 @@ impl Policy {
 
     /// Names the decision's client when no credential did: `ip:<address>` of the client
     /// address (`client_ip`), read from the request only now. Call it before anything that
-    /// shows or counts the client (rate limits, log lines).
+    /// shows or counts the client (rate limits, log lines). An unknown address leaves it
+    /// `None` (`-` in log lines).
     pub fn resolve_client(&self, decision: &mut Decision, request: &Request) {
         if decision.client.is_none() {
             decision.client = self.client_ip.resolve(request).map(|ip| format!("ip:{ip}"));
@@ -583,6 +592,37 @@ mod tests {
         assert_eq!(d.client, None);
         policy.resolve_client(&mut d, &Request::new(&h, Some("203.0.113.7:4242")));
         assert_eq!(d.client.as_deref(), Some("ip:203.0.113.7"));
+    }
+
+    #[test]
+    fn an_unknown_client_address_never_takes_a_shared_bucket() {
+        let local = r#"{"client_ip":{"xff_trusted_hops":1},
+            "rate_limits":{"one":{"requests":1,"per":"hour"}},
+            "rules":[{"name":"all","match":{"prefix":"/"},"rate_limit":"one"}]}"#;
+        let global = GLOBAL.replacen('{', r#"{"client_ip":{"xff_trusted_hops":1},"#, 1);
+        for config in [local, global.as_str()] {
+            let (policy, host) = ready(config);
+            for xff in ["", "garbage", "1.2.3.4,", "1.2.3.4, unknown"] {
+                for _ in 0..3 {
+                    let mut h = GET.to_vec();
+                    h.push(("x-forwarded-for", xff));
+                    let h = headers(&h);
+                    let d = policy.evaluate(&Request::new(&h, Some("127.0.0.1:1")), &host);
+                    assert_eq!(d.reason_code(), "client_ip_unknown", "{xff:?}");
+                    assert_eq!(d.global_call, None);
+                }
+            }
+            let h = headers(&GET);
+            let d = policy.evaluate(&Request::new(&h, None), &host);
+            assert_eq!(d.reason_code(), "client_ip_unknown");
+            // A known address has its own bucket.
+            let mut h = GET.to_vec();
+            h.push(("x-forwarded-for", "garbage, 192.0.2.1"));
+            let h = headers(&h);
+            let d = policy.evaluate(&Request::new(&h, Some("127.0.0.1:1")), &host);
+            assert_eq!(d.denial(), None, "{d:?}");
+            assert_eq!(d.client.as_deref(), Some("ip:192.0.2.1"));
+        }
     }
 
     #[test]
