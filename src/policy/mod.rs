@@ -404,14 +404,63 @@ impl Policy {
         }
         let denial =
             Denial::new(Reason::HttpsRequired).with_detail("this API is served over HTTPS only");
+        // The Host is the client's: redirect only to an authority that is one (a host name
+        // or IP, an optional port), never to `evil.example/x`, `a@b` or a header-splitting
+        // value; anything else gets the plain 403.
+        let path = request.path();
         match (self.hardening.require_https, request.authority()) {
-            (HttpsPolicy::Redirect, Some(authority)) => {
-                let location = format!("https://{}{}", authority, request.path());
+            (HttpsPolicy::Redirect, Some(authority))
+                if is_redirect_authority(authority) && path.starts_with('/') =>
+            {
+                let location = format!("https://{authority}{path}");
                 Err(denial.redirect(308, location))
             }
             _ => Err(denial),
         }
     }
+}
+
+/// Whether `authority` is `host[:port]` as RFC 3986 section 3.2 writes it, with `host` an
+/// IP literal (`[2001:db8::1]`), or a reg-name of letters, digits, `-`, `.`, `_` and `~` (an
+/// IPv4 address is one too). The reg-name's percent-escapes and sub-delimiters, legal but
+/// never part of a real host name, are refused, as are userinfo (`@`) and an empty port.
+fn is_redirect_authority(authority: &str) -> bool {
+    const MAX_BYTES: usize = 261; // a 255-byte DNS name and `:65535`
+    if authority.is_empty() || authority.len() > MAX_BYTES {
+        return false;
+    }
+    let (host_ok, port) = match authority.strip_prefix('[') {
+        Some(rest) => {
+            let Some((ip, after)) = rest.split_once(']') else {
+                return false;
+            };
+            let port = match after {
+                "" => None,
+                after => match after.strip_prefix(':') {
+                    Some(port) => Some(port),
+                    None => return false,
+                },
+            };
+            (ip.parse::<std::net::Ipv6Addr>().is_ok(), port)
+        }
+        None => {
+            let (host, port) = match authority.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            };
+            let reg_name = !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+            (reg_name, port)
+        }
+    };
+    let port_ok = port.map_or(true, |port| {
+        (1..=5).contains(&port.len())
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && port.parse::<u16>().is_ok()
+    });
+    host_ok && port_ok
 }
 
 #[cfg(test)]
@@ -662,6 +711,70 @@ mod tests {
             "location".to_string(),
             "https://example.com/api/x?q=1".to_string()
         )));
+    }
+
+    #[test]
+    fn require_https_redirects_only_to_a_checked_authority() {
+        let redirect = r#"{"headers":{"require_https":"redirect"}}"#;
+        let location = |authority: &str, path: &str| {
+            let pairs = [
+                (":method", "GET"),
+                (":path", path),
+                (":authority", authority),
+                ("x-forwarded-proto", "http"),
+            ];
+            let d = decide(redirect, &pairs);
+            let denial = d.enforced_denial().unwrap().clone();
+            assert_eq!(denial.reason, Reason::HttpsRequired);
+            let location = denial
+                .headers
+                .iter()
+                .find(|(n, _)| n == "location")
+                .map(|(_, v)| v.clone());
+            assert_eq!(denial.status, if location.is_some() { 308 } else { 403 });
+            location
+        };
+        for ok in [
+            "example.com",
+            "example.com:8443",
+            "api-1.example_x.com.",
+            "192.0.2.1",
+            "192.0.2.1:80",
+            "[2001:db8::1]",
+            "[2001:db8::1]:443",
+            "localhost:65535",
+        ] {
+            assert_eq!(
+                location(ok, "/a?b=1").as_deref(),
+                Some(format!("https://{ok}/a?b=1").as_str()),
+                "{ok}"
+            );
+        }
+        for hostile in [
+            "evil.example/x",
+            "evil.example\\x",
+            "good.example@evil.example",
+            "evil.example?",
+            "evil.example#",
+            "example.com:",
+            "example.com:65536",
+            "example.com:80:80",
+            "example.com:8a",
+            "exa mple.com",
+            "example.com\r\nset-cookie: a=b",
+            "[2001:db8::1",
+            "[2001:db8::1]x",
+            "[v1.fe]",
+            "[not-ip]:80",
+            "%65vil.example",
+            "a,b",
+            "évil.example",
+            &"a".repeat(300),
+        ] {
+            assert_eq!(location(hostile, "/a"), None, "{hostile:?}");
+        }
+        // A request target that is not a path is not redirected either.
+        assert_eq!(location("example.com", "*"), None);
     }
 
     #[test]
