@@ -2,7 +2,8 @@
 //!
 //! A rule's JWT providers are authenticated together: every token presented at any of their
 //! sources is verified (a valid header token does not excuse a bad one in the query), each by
-//! the provider that its unverified `iss` picks among those whose sources it was found at.
+//! the first provider, among those whose sources it was found at, that accepts it: those
+//! naming its unverified `iss` first, then those without `issuer`.
 
 pub mod alg;
 pub mod cache;
