@@ -455,7 +455,7 @@ fn is_redirect_authority(authority: &str) -> bool {
             (reg_name, port)
         }
     };
-    let port_ok = port.map_or(true, |port| {
+    let port_ok = port.is_none_or(|port| {
         (1..=5).contains(&port.len())
             && port.bytes().all(|b| b.is_ascii_digit())
             && port.parse::<u16>().is_ok()
