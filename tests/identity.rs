@@ -2,8 +2,11 @@
 //! trusted proxies (X-Forwarded-For read from the right, an unknown address fails closed),
 //! unambiguous rate-limit identities of JWT clients, tokens that repeat a member name,
 //! several providers without `issuer` on one rule, and `require_https: "redirect"` under a
-//! hostile Host. The harness's Envoy has `use_remote_address: false`, so the TCP peer
-//! (127.0.0.1) is the trusted proxy in front of api-guard.
+//! hostile Host. The address tests run an edge Envoy (`use_remote_address: true`, as
+//! envoy/envoy.yaml): Envoy's own address of the client is then the TCP peer, 127.0.0.1 (the
+//! proxy in front, as far as api-guard knows), and Envoy appends an entry of its own to
+//! X-Forwarded-For (the peer, or its own address for a loopback peer), so
+//! `xff_trusted_hops: 2` names the address that proxy saw.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -31,13 +34,13 @@ fn assert_denied(r: &Response, status: u16, reason: &str, what: &str) {
     assert_eq!(r.json()["reason"], reason, "{what}: {}", r.text());
 }
 
-/// More X-Forwarded-For entries than the old 64-entry cap, then the real address.
+/// More X-Forwarded-For entries than the old 64-entry cap: 64 junk ones, then the real address.
 fn long_xff(real: &str) -> String {
-    format!("{}{real}", "1,".repeat(63))
+    format!("{}{real}", "1,".repeat(64))
 }
 
 const SCREEN: &str = r#"{
-  "client_ip": {"xff_trusted_hops": 1},
+  "client_ip": {"xff_trusted_hops": 2},
   "ip": {"deny": ["203.0.113.0/24"]},
   "rules": [
     {"name": "internal", "match": {"prefix": "/internal"},
@@ -48,17 +51,17 @@ const SCREEN: &str = r#"{
 
 #[test]
 fn the_client_behind_a_long_forwarded_for_is_the_one_screened() {
-    let envoy = Envoy::start(SCREEN);
+    let envoy = Envoy::start_with(EnvoyOptions::new(SCREEN).use_remote_address(true));
     let c = envoy.client();
     // A deny-listed client hiding behind 64 junk entries is still itself: refused.
     let r = c.must_get("/x", &[("x-forwarded-for", &long_xff("203.0.113.9"))]);
-    assert_denied(&r, 403, "ip_denied", "deny list behind 64 entries");
+    assert_denied(&r, 403, "ip_denied", "deny list behind 64 junk entries");
     // An allow list of internal ranges (the proxy's own) does not admit an outside client.
     let r = c.must_get(
         "/internal",
         &[("x-forwarded-for", &long_xff("198.51.100.7"))],
     );
-    assert_denied(&r, 403, "ip_denied", "allow list behind 64 entries");
+    assert_denied(&r, 403, "ip_denied", "allow list behind 64 junk entries");
     // Thousands of entries change nothing; an internal client is admitted.
     let huge = format!("{}10.1.2.3", "9.9.9.9,".repeat(2000));
     let r = c.must_get("/internal", &[("x-forwarded-for", &huge)]);
@@ -77,7 +80,7 @@ fn the_client_behind_a_long_forwarded_for_is_the_one_screened() {
 
 #[test]
 fn a_non_address_in_the_trusted_position_is_refused_by_every_list() {
-    let envoy = Envoy::start(SCREEN);
+    let envoy = Envoy::start_with(EnvoyOptions::new(SCREEN).use_remote_address(true));
     let c = envoy.client();
     for xff in [
         "203.0.113.9, unknown",
@@ -98,7 +101,8 @@ fn a_non_address_in_the_trusted_position_is_refused_by_every_list() {
             &format!("allow list, {xff:?}"),
         );
     }
-    // No X-Forwarded-For at all: unknown too, never the peer (the trusted proxy).
+    // No X-Forwarded-For from the proxy (only Envoy's own entry): unknown too, never the
+    // peer (the trusted proxy).
     let r = c.must_get("/internal", &[]);
     assert_denied(&r, 403, "client_ip_unknown", "no header");
     assert_eq!(envoy.upstream.count(), 0);
@@ -109,14 +113,18 @@ fn a_non_address_in_the_trusted_position_is_refused_by_every_list() {
 }
 
 const LIMITED: &str = r#"{
-  "client_ip": {"xff_trusted_hops": 1},
+  "client_ip": {"xff_trusted_hops": 2},
   "rate_limits": {"one": {"requests": 2, "per": "hour"}},
   "rules": [{"name": "all", "match": {"prefix": "/"}, "rate_limit": "one"}]
 }"#;
 
 #[test]
 fn the_rate_limit_counts_the_real_client_and_never_an_unknown_bucket() {
-    let envoy = Envoy::start_with(EnvoyOptions::new(LIMITED).concurrency(2));
+    let envoy = Envoy::start_with(
+        EnvoyOptions::new(LIMITED)
+            .concurrency(2)
+            .use_remote_address(true),
+    );
     let c = envoy.client();
     let statuses = |xff: &str, n: usize| -> Vec<u16> {
         (0..n)
@@ -124,18 +132,18 @@ fn the_rate_limit_counts_the_real_client_and_never_an_unknown_bucket() {
             .collect()
     };
     // Two clients behind 64 junk entries: each has its own bucket, not the proxy's.
-    assert_eq!(statuses(&long_xff("192.0.2.1"), 3), [200, 200, 429]);
-    assert_eq!(statuses(&long_xff("192.0.2.2"), 3), [200, 200, 429]);
+    assert_eq!(statuses(&long_xff("198.51.100.1"), 3), [200, 200, 429]);
+    assert_eq!(statuses(&long_xff("198.51.100.2"), 3), [200, 200, 429]);
     // Clients whose address is unknown are refused, each time, with a reason of their own:
     // they never share one bucket (nor the proxy's).
-    for xff in ["garbage", "192.0.2.3,", ""] {
+    for xff in ["garbage", "198.51.100.3,", ""] {
         for _ in 0..3 {
             let r = c.must_get("/x", &[("x-forwarded-for", xff)]);
             assert_denied(&r, 403, "client_ip_unknown", &format!("{xff:?}"));
         }
     }
     // A known client after them still has its whole quota.
-    assert_eq!(statuses("garbage, 192.0.2.3", 3), [200, 200, 429]);
+    assert_eq!(statuses("garbage, 198.51.100.3", 3), [200, 200, 429]);
     assert_eq!(envoy.prometheus_value("api_guard_deny_rate_limited"), 3);
 }
 
