@@ -362,7 +362,11 @@ impl Policy {
     /// `None` (`-` in log lines).
     pub fn resolve_client(&self, decision: &mut Decision, request: &Request) {
         if decision.client.is_none() {
-            decision.client = self.client_ip.resolve(request).map(|ip| format!("ip:{ip}"));
+            // IPv4-mapped IPv6 (`::ffff:192.0.2.1`) is the IPv4 client: one name, one bucket.
+            decision.client = self
+                .client_ip
+                .resolve(request)
+                .map(|ip| format!("ip:{}", ip.to_canonical()));
         }
     }
 
@@ -640,6 +644,9 @@ mod tests {
         assert_eq!(d.rule, None);
         assert_eq!(d.client, None);
         policy.resolve_client(&mut d, &Request::new(&h, Some("203.0.113.7:4242")));
+        assert_eq!(d.client.as_deref(), Some("ip:203.0.113.7"));
+        let mut d = policy.evaluate(&Request::new(&h, None), &MemoryHost::default());
+        policy.resolve_client(&mut d, &Request::new(&h, Some("[::ffff:203.0.113.7]:1")));
         assert_eq!(d.client.as_deref(), Some("ip:203.0.113.7"));
     }
 
