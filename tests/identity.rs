@@ -376,5 +376,29 @@ fn an_https_redirect_never_points_at_a_hostile_host() {
             "{through} did not reach api-guard"
         );
     }
+    // The same over HTTP/2, where the Host is the `:authority` pseudo-header.
+    let h2 = |authority: &str| {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{redirect_url}",
+            ])
+            .args([
+                "--http2-prior-knowledge",
+                "-H",
+                &format!("host: {authority}"),
+            ])
+            .arg(format!("http://127.0.0.1:{}/orders", envoy.port))
+            .output()
+            .expect("curl runs");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(h2("api.example.com"), "308 https://api.example.com/orders");
+    // (Envoy's HTTP/2 codec itself resets an `:authority` with `@`.)
+    assert_eq!(h2("evil.example:80:80"), "403");
+    assert_eq!(h2("%65vil.example"), "403");
     assert_eq!(envoy.upstream.count(), 0);
 }
