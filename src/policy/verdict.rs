@@ -31,11 +31,13 @@ pub enum Reason {
     ThreatXss,
     ThreatTraversal,
     IpDenied,
+    /// The client address is needed (IP lists, an address-keyed rate limit) but unknown.
+    ClientIpUnknown,
 }
 
 impl Reason {
     /// Every reason, for metrics defined up front.
-    pub const ALL: [Reason; 25] = [
+    pub const ALL: [Reason; 26] = [
         Reason::HttpsRequired,
         Reason::JwtMissing,
         Reason::JwtMalformed,
@@ -61,6 +63,7 @@ impl Reason {
         Reason::ThreatXss,
         Reason::ThreatTraversal,
         Reason::IpDenied,
+        Reason::ClientIpUnknown,
     ];
 
     /// The stable machine code, as in problem+json `reason`, logs and metrics.
@@ -91,6 +94,7 @@ impl Reason {
             Reason::ThreatXss => "threat_xss",
             Reason::ThreatTraversal => "threat_traversal",
             Reason::IpDenied => "ip_denied",
+            Reason::ClientIpUnknown => "client_ip_unknown",
         }
     }
 
@@ -115,7 +119,8 @@ impl Reason {
             | Reason::ThreatSqli
             | Reason::ThreatXss
             | Reason::ThreatTraversal
-            | Reason::IpDenied => 403,
+            | Reason::IpDenied
+            | Reason::ClientIpUnknown => 403,
             Reason::RateLimited | Reason::RateLimitUnavailable => 429,
             Reason::BodyTooLarge => 413,
             Reason::MediaType => 415,
@@ -151,6 +156,7 @@ impl Reason {
             Reason::ThreatXss => "The request looks like cross-site scripting",
             Reason::ThreatTraversal => "The request looks like path traversal",
             Reason::IpDenied => "The client address is not allowed",
+            Reason::ClientIpUnknown => "The client address could not be determined",
         }
     }
 }

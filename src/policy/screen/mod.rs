@@ -16,13 +16,20 @@ fn ip_denied() -> Denial {
 }
 
 /// The IP screen: any deny list that holds the client denies; then every allow list that
-/// exists must hold it.
+/// exists must hold it. An unknown client (`client_ip`) is refused by any list, a deny list
+/// included: it could be in it.
 pub fn check_ip(
     global: &IpRules,
     rule: Option<&IpRules>,
     client: Option<IpAddr>,
 ) -> Result<(), Denial> {
     let lists = [Some(global), rule];
+    let Some(client) = client else {
+        if lists.iter().flatten().all(|l| l.is_empty()) {
+            return Ok(());
+        }
+        return Err(crate::policy::client_ip::unknown_client());
+    };
     if lists.iter().flatten().any(|l| l.denies(client)) {
         return Err(ip_denied());
     }
@@ -129,6 +136,10 @@ mod tests {
             ("/admin", "203.0.113.1", "ip_denied"),
             ("/admin", "6.6.6.6, 10.1.0.1", "-"),
             ("/admin", "10.1.0.1, 6.6.6.6", "ip_denied"),
+            // The trusted entry is not an address: unknown, refused by a deny list too.
+            ("/x", "192.0.2.1, unknown", "client_ip_unknown"),
+            ("/x", "", "client_ip_unknown"),
+            ("/admin", "10.1.0.1,", "client_ip_unknown"),
         ];
         for (path, xff, want) in table {
             let d = decide(
@@ -142,6 +153,43 @@ mod tests {
             );
             assert_eq!(d.reason_code(), *want, "{path} {xff}");
         }
+        // More entries than any cap: still the rightmost one, denied.
+        let long = format!("{}192.0.2.1", "1,".repeat(100));
+        let d = decide(
+            config,
+            &[
+                (":method", "GET"),
+                (":path", "/x"),
+                ("x-forwarded-for", &long),
+            ],
+            "127.0.0.1:1",
+        );
+        assert_eq!(d.reason_code(), "ip_denied");
+        // No X-Forwarded-For at all: unknown (not the peer, the trusted proxy).
+        let d = decide(
+            config,
+            &[(":method", "GET"), (":path", "/x")],
+            "127.0.0.1:1",
+        );
+        assert_eq!(d.reason_code(), "client_ip_unknown");
+        assert_eq!(d.enforced_denial().map(|x| x.status), Some(403));
+    }
+
+    #[test]
+    fn a_peer_that_is_not_an_ip_is_refused_only_where_an_address_is_needed() {
+        let policy = compile(br#"{"ip":{"deny":["192.0.2.0/24"]}}"#).unwrap();
+        let h: Vec<(String, String)> = vec![
+            (":method".into(), "GET".into()),
+            (":path".into(), "/".into()),
+        ];
+        let unix = Request::new(&h, Some("/run/envoy.sock"));
+        let d = policy.evaluate(&unix, &MemoryHost::default());
+        assert_eq!(d.reason_code(), "client_ip_unknown");
+        let open = compile(b"{}").unwrap();
+        assert_eq!(
+            open.evaluate(&unix, &MemoryHost::default()).verdict,
+            Verdict::Allow
+        );
     }
 
     #[test]
