@@ -127,6 +127,8 @@ pub struct Policy {
     pub rate_limit_table: limit::table::SlotTable,
     /// The global `ip` lists, applied to every request.
     pub ip: screen::IpRules,
+    /// `threat_scan_max_bytes`: the screening budget of one request (headers and body).
+    pub threat_scan_max_bytes: u64,
 }
 
 impl Default for Policy {
@@ -154,6 +156,7 @@ impl Policy {
             rate_limits: Vec::new(),
             rate_limit_table: limit::table::SlotTable::default(),
             ip: screen::IpRules::default(),
+            threat_scan_max_bytes: screen::threats::DEFAULT_SCAN_BUDGET,
         }
     }
 
