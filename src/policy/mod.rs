@@ -104,7 +104,7 @@ pub struct Rule {
     pub rate_limit: Option<usize>,
     /// The `body` block: checked in stage 5.
     pub body: Option<body::BodyRules>,
-    /// `threats`: SQLi/XSS/traversal screening of path, query, headers and JSON/form bodies.
+    /// `threats`: SQLi/XSS/traversal screening of path, query, headers and bodies.
     pub threats: screen::ThreatMode,
     /// The rule's own `ip` lists (the global ones apply too; deny wins).
     pub ip: screen::IpRules,

@@ -1,5 +1,5 @@
 //! Stage 2: screening. The client IP against the global and the rule's allow/deny lists
-//! (deny wins), then threats in the path, query and scanned headers.
+//! (deny wins), then threats in the path, query and scanned headers (bodies: stage 5).
 
 pub mod ip;
 pub mod threats;
