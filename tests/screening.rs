@@ -84,6 +84,13 @@ fn bodies_are_screened_whatever_their_media_type() {
             assert_refused(&r, 403, "threat_xss", &format!("{path} {ct:?}"));
         }
     }
+    // UTF-16 JSON, which Python's json.loads reads from bytes.
+    let utf16: Vec<u8> = String::from_utf8_lossy(xss)
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    let r = post(&envoy, "/block", Some("text/plain"), &utf16);
+    assert_refused(&r, 403, "threat_xss", "UTF-16 JSON");
     assert_eq!(envoy.upstream.count(), 0);
     let form = Some("application/x-www-form-urlencoded");
     let r = post(&envoy, "/block", form, b"a=1&id=1%27+OR+%271%27%3D%271");
@@ -174,9 +181,10 @@ fn the_budget_fails_closed_under_block_and_is_noted_under_log() {
         3
     );
     // `log`: the request goes on; the cut is counted and logged.
-    let r = post(&envoy, "/log", Some("text/plain"), big.as_bytes());
+    let json = format!(r#"{{"text": "{big}"}}"#);
+    let r = post(&envoy, "/log", Some("application/json"), json.as_bytes());
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(envoy.upstream.last().unwrap().body.len(), big.len());
+    assert_eq!(envoy.upstream.last().unwrap().body.len(), json.len());
     assert_eq!(envoy.prometheus_value("api_guard_log_threat_scan_limit"), 1);
     let lines = envoy.wait_for_log("threat_scan_limit");
     assert!(

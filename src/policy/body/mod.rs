@@ -117,11 +117,20 @@ impl BodyRules {
     }
 
     /// How the shell handles the body of a request that passed the header checks: JSON
-    /// bodies, and every body when it is screened for threats, are buffered.
-    pub fn plan(&self, request: &Request, screened: bool) -> BodyPlan {
+    /// bodies are buffered; so are form bodies when they are screened (`log`), and every body
+    /// under `threats: block`, which screens bodies whatever their media type. Under `log`,
+    /// other bodies keep streaming: buffering them could break large uploads that passed
+    /// before (Envoy's buffer limit).
+    pub fn plan(&self, request: &Request, threats: ThreatMode) -> BodyPlan {
+        let form = request
+            .header("content-type")
+            .is_some_and(|c| multipart::essence(c) == "application/x-www-form-urlencoded");
         if !request.body_expected() {
             BodyPlan::Skip
-        } else if BodyRules::json_media(request) || screened {
+        } else if BodyRules::json_media(request)
+            || threats == ThreatMode::Block
+            || (threats == ThreatMode::Log && form)
+        {
             BodyPlan::Buffer {
                 max_bytes: self.max_bytes,
             }
@@ -186,7 +195,14 @@ impl super::Policy {
             return BodyPlan::Skip;
         };
         match &rule.body {
-            Some(body) => body.plan(request, screens_body(rule, request)),
+            Some(body) => {
+                let threats = if screens_body(rule, request) {
+                    rule.threats
+                } else {
+                    ThreatMode::Off
+                };
+                body.plan(request, threats)
+            }
             None if rule.threats == ThreatMode::Block && request.body_expected() => {
                 BodyPlan::Buffer {
                     max_bytes: self.threat_scan_max_bytes,
@@ -421,27 +437,33 @@ mod tests {
         let r = rules(&[], None);
         let json = h(&[("content-type", "application/json")]);
         let text = h(&[("content-type", "text/plain")]);
+        let (block, log, off) = (ThreatMode::Block, ThreatMode::Log, ThreatMode::Off);
         assert_eq!(
-            r.plan(&request(&json, false), false),
+            r.plan(&request(&json, false), off),
             BodyPlan::Buffer { max_bytes: 100 }
         );
-        // Screened bodies are buffered whatever their media type; unscreened ones stream.
+        // `block` buffers every body (screened whatever its media type); `log` only JSON
+        // and forms, so that other bodies keep streaming.
         assert_eq!(
-            r.plan(&request(&text, false), true),
+            r.plan(&request(&text, false), block),
             BodyPlan::Buffer { max_bytes: 100 }
         );
+        for threats in [log, off] {
+            assert_eq!(
+                r.plan(&request(&text, false), threats),
+                BodyPlan::Count { max_bytes: 100 }
+            );
+        }
+        assert_eq!(r.plan(&request(&json, true), block), BodyPlan::Skip);
+        let form = h(&[("content-type", "application/x-www-form-urlencoded; x")]);
+        for threats in [block, log] {
+            assert_eq!(
+                r.plan(&request(&form, false), threats),
+                BodyPlan::Buffer { max_bytes: 100 }
+            );
+        }
         assert_eq!(
-            r.plan(&request(&text, false), false),
-            BodyPlan::Count { max_bytes: 100 }
-        );
-        assert_eq!(r.plan(&request(&json, true), true), BodyPlan::Skip);
-        let form = h(&[("content-type", "application/x-www-form-urlencoded")]);
-        assert_eq!(
-            r.plan(&request(&form, false), true),
-            BodyPlan::Buffer { max_bytes: 100 }
-        );
-        assert_eq!(
-            r.plan(&request(&form, false), false),
+            r.plan(&request(&form, false), off),
             BodyPlan::Count { max_bytes: 100 }
         );
     }

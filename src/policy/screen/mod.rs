@@ -316,7 +316,11 @@ mod tests {
             (d.reason_code(), d.denial().map(|x| x.status)),
             ("threat_scan_limit", Some(413))
         );
-        let (plan, d) = run("/w", &[("content-type", "text/plain")], big.as_bytes());
+        let (plan, d) = run(
+            "/w",
+            &[("content-type", "application/json")],
+            big.as_bytes(),
+        );
         assert_eq!(
             plan,
             BodyPlan::Buffer {
@@ -337,10 +341,17 @@ mod tests {
             policy.body_overflow(&request, &header).reason_code(),
             "threat_scan_limit"
         );
-        // `log` without a `body` block leaves bodies alone (they stream).
+        // `log` without a `body` block leaves bodies alone, and with one lets bodies other
+        // than JSON and forms stream.
         assert_eq!(
             run("/l", &[("content-type", "text/plain")], b"").0,
             BodyPlan::Skip
+        );
+        assert_eq!(
+            run("/w", &[("content-type", "text/plain")], b"").0,
+            BodyPlan::Count {
+                max_bytes: 1024 * 1024
+            }
         );
     }
 }

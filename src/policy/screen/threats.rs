@@ -221,6 +221,11 @@ impl Scanner {
     /// strings a lenient JSON parser would see in a body with duplicate names, comments,
     /// trailing commas or deeper nesting than the structure check allows).
     pub fn scan_text_body(&mut self, body: &[u8]) -> Option<Reason> {
+        self.scan_text_body_once(body, true)
+    }
+
+    /// [`Scanner::scan_text_body`]; a UTF-16 or UTF-32 body is decoded at most once.
+    fn scan_text_body_once(&mut self, body: &[u8], may_be_wide: bool) -> Option<Reason> {
         let mut found = None;
         let json = {
             let mut on_string = |s: &str| {
@@ -232,6 +237,10 @@ impl Scanner {
         };
         if json.is_ok() || found.is_some() {
             return found;
+        }
+        if let Some(decoded) = decode_wide(body).filter(|_| may_be_wide) {
+            // Read as the upstream's JSON parser would (Python's detects UTF-16 and UTF-32).
+            return self.scan_text_body_once(decoded.as_bytes(), false);
         }
         let text = String::from_utf8_lossy(body);
         if let Some(reason) = self.scan_text(&text) {
@@ -275,6 +284,59 @@ pub fn scan_form(body: &[u8]) -> Option<Reason> {
 /// A JSON string with the default budget.
 pub fn scan_text(text: &str) -> Option<Reason> {
     Scanner::new(DEFAULT_SCAN_BUDGET).scan_text(text)
+}
+
+/// A body in UTF-16 or UTF-32, as JSON parsers detect them (a byte-order mark, or the zero
+/// bytes of the first characters, RFC 4627 section 3), decoded to UTF-8; `None` otherwise.
+fn decode_wide(body: &[u8]) -> Option<String> {
+    let byte = |i: usize| body.get(i).copied();
+    let (width, big_endian, skip) = match (byte(0), byte(1), byte(2), byte(3)) {
+        (Some(0xFF), Some(0xFE), Some(0), Some(0)) => (4, false, 4),
+        (Some(0), Some(0), Some(0xFE), Some(0xFF)) => (4, true, 4),
+        (Some(0xFF), Some(0xFE), _, _) => (2, false, 2),
+        (Some(0xFE), Some(0xFF), _, _) => (2, true, 2),
+        (Some(0), Some(0), Some(0), Some(_)) => (4, true, 0),
+        (Some(_), Some(0), Some(0), Some(0)) => (4, false, 0),
+        (Some(0), Some(_), _, _) => (2, true, 0),
+        (Some(_), Some(0), _, _) => (2, false, 0),
+        _ => return None,
+    };
+    let units = body.get(skip..)?.chunks(width);
+    if width == 2 {
+        let units = units.map(|c| {
+            let pair = [
+                c.first().copied().unwrap_or(0),
+                c.get(1).copied().unwrap_or(0),
+            ];
+            if big_endian {
+                u16::from_be_bytes(pair)
+            } else {
+                u16::from_le_bytes(pair)
+            }
+        });
+        Some(
+            char::decode_utf16(units)
+                .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+                .collect(),
+        )
+    } else {
+        Some(
+            units
+                .map(|c| {
+                    let mut quad = [0u8; 4];
+                    for (slot, b) in quad.iter_mut().zip(c) {
+                        *slot = *b;
+                    }
+                    let code = if big_endian {
+                        u32::from_be_bytes(quad)
+                    } else {
+                        u32::from_le_bytes(quad)
+                    };
+                    char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER)
+                })
+                .collect(),
+        )
+    }
 }
 
 /// Calls `f` on each double-quoted string of `text`, JSON escapes decoded (an unterminated
@@ -810,6 +872,20 @@ mod tests {
         for case in cases {
             assert_ne!(body(Some("text/plain"), case), "-", "{case}");
         }
+        // UTF-16 and UTF-32 JSON, which Python's json.loads reads from bytes.
+        let utf16: Vec<u8> = json.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        assert_eq!(
+            code(Scanner::new(DEFAULT_SCAN_BUDGET).scan_body(Some("text/plain"), &utf16)),
+            "threat_xss"
+        );
+        let mut utf32be = Vec::new();
+        for c in json.chars() {
+            utf32be.extend_from_slice(&u32::from(c).to_be_bytes());
+        }
+        assert_eq!(
+            code(Scanner::new(DEFAULT_SCAN_BUDGET).scan_body(None, &utf32be)),
+            "threat_xss"
+        );
         let deep = format!("{}\"1' OR '1'='1\"{}", "[".repeat(200), "]".repeat(200));
         assert_eq!(body(None, &deep), "threat_sqli");
         // Text: the whole, each line, each quoted string.
