@@ -972,8 +972,8 @@ def screening_cost(upstream_port, requests=5):
          {"rules": [{"match": {"prefix": "/up"}, "threats": "block", "body": {}}]}),
     ]
     rows = []
-    for title, config in variants:
-        envoy = Envoy("screening", bootstrap([api_guard_filter(config)], upstream_port))
+    for i, (title, config) in enumerate(variants):
+        envoy = Envoy(f"screening-{i}", bootstrap([api_guard_filter(config)], upstream_port))
         try:
             if not envoy.wait_ready():
                 raise BenchError(f"{title}: Envoy did not start:\n{envoy.log()[-3000:]}")
@@ -1002,7 +1002,7 @@ def screening_cost(upstream_port, requests=5):
 def ENVOY_VERSION():
     try:
         out = subprocess.run([ENVOY, "--version"], capture_output=True, text=True).stdout
-        m = re.search(r"version: \S+/(\S+?)/", out)
+        m = re.search(r"version: [0-9a-f]+/([0-9.]+)/", out)
         return m.group(1) if m else "?"
     except OSError:
         return "?"
