@@ -235,7 +235,9 @@ impl super::Policy {
         header: &Decision,
         decision: &mut Decision,
     ) -> Result<(), Denial> {
-        let scan = screens_body(rule, request);
+        // A budget the header stage spent already was recorded there (a `log` note).
+        let scan =
+            screens_body(rule, request) && header.threat_scan_used <= self.threat_scan_max_bytes;
         let mut scanner =
             threats::Scanner::resume(self.threat_scan_max_bytes, header.threat_scan_used);
         let mut found: Option<Reason> = None;

@@ -981,4 +981,43 @@ mod tests {
         );
         assert_eq!(seen, ["a\"b", "\u{1F600}A\n", "\u{FFFD}", "end"]);
     }
+
+    /// Fragments of every framing, shuffled: a verdict for each, never a panic.
+    #[test]
+    fn any_bytes_get_a_verdict() {
+        let pieces: [&[u8]; 10] = [
+            b"--b",
+            b"\r\n",
+            b"\n",
+            b"\"",
+            b"\\u",
+            b"\\ud800",
+            b"Content-Disposition: form-data; name=\"",
+            b"\0",
+            b"\xff\xfe",
+            b"%2",
+        ];
+        let mut seed = 0x2545_F491_4F6C_DD1D_u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..300 {
+            let mut body = Vec::new();
+            for _ in 0..next() % 40 {
+                let n = next();
+                body.extend_from_slice(pieces.get((n % 10) as usize).copied().unwrap_or(b""));
+                body.push((n >> 8) as u8);
+            }
+            for ct in [
+                None,
+                Some("multipart/form-data; boundary=b"),
+                Some("text/plain"),
+            ] {
+                let _ = Scanner::new(4096).scan_body(ct, &body);
+            }
+        }
+    }
 }
