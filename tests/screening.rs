@@ -13,7 +13,19 @@ mod common;
 
 use common::{Envoy, Response};
 
+/// No new key: each case but the budget's fails on a module that scanned 16 KiB per value
+/// and only JSON and form bodies.
 const CONFIG: &str = r#"{
+  "rules": [
+    {"name": "block", "match": {"prefix": "/block"}, "threats": "block"},
+    {"name": "typed", "match": {"prefix": "/typed"}, "threats": "block",
+     "body": {"max_bytes": 262144}},
+    {"name": "log", "match": {"prefix": "/log"}, "threats": "log", "body": {}}
+  ]
+}"#;
+
+/// The same rules with a 64 KiB screening budget.
+const BUDGET_CONFIG: &str = r#"{
   "threat_scan_max_bytes": 65536,
   "rules": [
     {"name": "block", "match": {"prefix": "/block"}, "threats": "block"},
@@ -164,7 +176,7 @@ fn compressed_bodies_on_a_block_rule_are_refused() {
 
 #[test]
 fn the_budget_fails_closed_under_block_and_is_noted_under_log() {
-    let envoy = Envoy::start(CONFIG);
+    let envoy = Envoy::start(BUDGET_CONFIG);
     // 100 KiB of text: more than the 64 KiB budget.
     let big = "lorem ipsum ".repeat(8_600);
     let r = post(&envoy, "/block", Some("text/plain"), big.as_bytes());
@@ -200,4 +212,34 @@ fn a_bad_budget_is_refused_by_envoy() {
         log.contains("threat_scan_max_bytes: expected 1024 to 67108864 bytes"),
         "{log}"
     );
+}
+
+/// The same body over HTTP/2 (curl, prior knowledge) and as an HTTP/1.1 chunked body with no
+/// length: screened alike.
+#[test]
+fn bodies_are_screened_over_http2_and_chunked() {
+    let envoy = Envoy::start(CONFIG);
+    let xss = r#"{"comment": "<script>alert(1)</script>"}"#;
+    let url = format!("http://127.0.0.1:{}/block", envoy.port);
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "--http2-prior-knowledge",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{http_version}",
+        ])
+        .args(["-H", "content-type: text/plain", "--data-binary", xss, &url])
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "403 2", "{out:?}");
+    let chunked = format!(
+        "POST /block HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\
+         transfer-encoding: chunked\r\n\r\n{:x}\r\n{xss}\r\n0\r\n\r\n",
+        xss.len()
+    );
+    let r = envoy.client().raw(chunked.as_bytes()).unwrap();
+    assert_refused(&r, 403, "threat_xss", "chunked, no content-type");
+    assert_eq!(envoy.upstream.count(), 0);
 }
