@@ -965,6 +965,16 @@ mod tests {
             ),
             "threat_sqli"
         );
+        // Two boundaries: framed with the second, the body does not parse with the first
+        // and is screened as text, line by line.
+        let second = form("name=\"a\"", "1' OR '1'='1");
+        assert_eq!(
+            body(
+                Some("multipart/form-data; boundary=other; boundary=XyZ"),
+                &second
+            ),
+            "threat_sqli"
+        );
         let broken = "--XyZ\r\nContent-Disposition: form-data; name=a\r\n\r\n1' OR '1'='1";
         assert_eq!(body(Some(ct), broken), "threat_sqli");
     }
