@@ -104,7 +104,7 @@ pub struct Rule {
     pub rate_limit: Option<usize>,
     /// The `body` block: checked in stage 5.
     pub body: Option<body::BodyRules>,
-    /// `threats`: SQLi/XSS/traversal screening of path, query, headers and JSON/form bodies.
+    /// `threats`: SQLi/XSS/traversal screening of path, query, headers and bodies.
     pub threats: screen::ThreatMode,
     /// The rule's own `ip` lists (the global ones apply too; deny wins).
     pub ip: screen::IpRules,
@@ -127,6 +127,8 @@ pub struct Policy {
     pub rate_limit_table: limit::table::SlotTable,
     /// The global `ip` lists, applied to every request.
     pub ip: screen::IpRules,
+    /// `threat_scan_max_bytes`: the screening budget of one request (headers and body).
+    pub threat_scan_max_bytes: u64,
 }
 
 impl Default for Policy {
@@ -154,6 +156,7 @@ impl Policy {
             rate_limits: Vec::new(),
             rate_limit_table: limit::table::SlotTable::default(),
             ip: screen::IpRules::default(),
+            threat_scan_max_bytes: screen::threats::DEFAULT_SCAN_BUDGET,
         }
     }
 

@@ -30,6 +30,8 @@ pub enum Reason {
     ThreatSqli,
     ThreatXss,
     ThreatTraversal,
+    /// The request was too large to screen within `threat_scan_max_bytes`.
+    ThreatScanLimit,
     IpDenied,
     /// The client address is needed (IP lists, an address-keyed rate limit) but unknown.
     ClientIpUnknown,
@@ -37,7 +39,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for metrics defined up front.
-    pub const ALL: [Reason; 26] = [
+    pub const ALL: [Reason; 27] = [
         Reason::HttpsRequired,
         Reason::JwtMissing,
         Reason::JwtMalformed,
@@ -62,6 +64,7 @@ impl Reason {
         Reason::ThreatSqli,
         Reason::ThreatXss,
         Reason::ThreatTraversal,
+        Reason::ThreatScanLimit,
         Reason::IpDenied,
         Reason::ClientIpUnknown,
     ];
@@ -93,6 +96,7 @@ impl Reason {
             Reason::ThreatSqli => "threat_sqli",
             Reason::ThreatXss => "threat_xss",
             Reason::ThreatTraversal => "threat_traversal",
+            Reason::ThreatScanLimit => "threat_scan_limit",
             Reason::IpDenied => "ip_denied",
             Reason::ClientIpUnknown => "client_ip_unknown",
         }
@@ -122,7 +126,7 @@ impl Reason {
             | Reason::IpDenied
             | Reason::ClientIpUnknown => 403,
             Reason::RateLimited | Reason::RateLimitUnavailable => 429,
-            Reason::BodyTooLarge => 413,
+            Reason::BodyTooLarge | Reason::ThreatScanLimit => 413,
             Reason::MediaType => 415,
             Reason::BodyInvalid | Reason::BodySchema => 400,
         }
@@ -155,6 +159,7 @@ impl Reason {
             Reason::ThreatSqli => "The request looks like SQL injection",
             Reason::ThreatXss => "The request looks like cross-site scripting",
             Reason::ThreatTraversal => "The request looks like path traversal",
+            Reason::ThreatScanLimit => "Request too large to screen",
             Reason::IpDenied => "The client address is not allowed",
             Reason::ClientIpUnknown => "The client address could not be determined",
         }
@@ -275,6 +280,9 @@ pub struct Decision {
     /// Detections of a check in log mode (e.g. `threats: log`): logged and counted, never
     /// enforced.
     pub logged: Vec<Reason>,
+    /// Threat-screening budget spent by the header stage, carried over to the body stage
+    /// (`threat_scan_max_bytes` is per request).
+    pub threat_scan_used: u64,
     /// A global rate limit still to ask the rate limit service about (the shell's job).
     pub global_call: Option<GlobalCall>,
     /// How a global rate limit check ended, for the counters.
@@ -292,6 +300,7 @@ impl Decision {
             upstream_set: Vec::new(),
             response_headers: Vec::new(),
             logged: Vec::new(),
+            threat_scan_used: 0,
             global_call: None,
             global_outcome: None,
         }
