@@ -102,7 +102,7 @@ fn tokens_pass_with_claim_headers_and_every_failure_answers() {
         assert_eq!(r.status, 200, "{alg}: {}", r.text());
         let seen = envoy.upstream.last().unwrap();
         assert_eq!(seen.header("x-jwt-sub"), Some("alice"), "{alg}");
-        assert_eq!(seen.header("x-jwt-roles"), Some("a,b"), "{alg}");
+        assert_eq!(seen.header("x-jwt-roles"), Some(r#"["a","b"]"#), "{alg}");
         assert_eq!(seen.header("x-jwt-payload"), t.split('.').nth(1), "{alg}");
         assert_eq!(
             seen.header("authorization"),
