@@ -211,7 +211,7 @@ fn tokens_pass_with_claim_headers_and_every_failure_answers() {
         r.header("www-authenticate"),
         Some("Bearer realm=\"api-guard\", error=\"insufficient_scope\", scope=\"orders:write\"")
     );
-    // A CORS preflight passes authentication.
+    // A CORS preflight is authenticated by default (`cors_preflight`; tests/upstream.rs).
     let r = envoy
         .client()
         .request(
@@ -224,7 +224,7 @@ fn tokens_pass_with_claim_headers_and_every_failure_answers() {
             None,
         )
         .unwrap();
-    assert_eq!(r.status, 200, "{}", r.text());
+    assert_denied(&r, 401, "jwt_missing", "preflight");
     assert_eq!(envoy.prometheus_value("api_guard_deny_jwt_expired"), 1);
     // Tokens never reach the log.
     let log = envoy.log();
