@@ -141,6 +141,37 @@ fn owned_headers_never_reach_the_upstream_in_any_spelling() {
     }
 }
 
+/// The same over HTTP/2 (curl with prior knowledge), where header names arrive lower case.
+#[test]
+fn owned_headers_are_stripped_over_http2_too() {
+    let envoy = start();
+    let url = format!("http://127.0.0.1:{}/api/orders?api%5fkey={KEY}", envoy.port);
+    let out = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--http2-prior-knowledge",
+        ])
+        .args(["-H", "x_jwt_sub: admin", "-H", "x_api_guard_client: admin"])
+        .args(["-H", "x_api_client: admin", "-H", "x_api_key: forged"])
+        .arg(&url)
+        .output()
+        .expect("curl runs");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+    let seen = envoy.upstream.last().unwrap();
+    assert_eq!(seen.path, "/api/orders");
+    assert_eq!(seen.header("x-api-client"), Some("partner-a"));
+    let underscored: Vec<&(String, String)> = seen
+        .headers
+        .iter()
+        .filter(|(n, _)| n.contains('_'))
+        .collect();
+    assert!(underscored.is_empty(), "{underscored:?}");
+}
+
 #[test]
 fn a_failed_credential_never_rides_along_a_valid_one() {
     let envoy = start();

@@ -269,9 +269,16 @@ impl Policy {
             decision.client = Some(principal.client);
             decision.upstream_remove.extend(principal.upstream_remove);
             decision.upstream_set.extend(principal.upstream_set);
-            // The credential headers removed and the headers set, in every other spelling.
+            // The credential headers removed and the headers set, in every other spelling;
+            // a forwarded credential header too (its own spelling stays): an upstream that
+            // folds `x_api_key` into `x-api-key` must not get a second, unverified key.
             let mut names = decision.upstream_remove.clone();
             names.extend(decision.upstream_set.iter().map(|(n, _)| n.clone()));
+            let mut locations = Principal::default();
+            for &method in &rule.auth {
+                locations.remove_locations_of(method, &self.jwt_providers, self.api_keys.as_ref());
+            }
+            names.extend(locations.upstream_remove);
             let extra = other_spellings(request, &names);
             decision.upstream_remove.extend(extra);
         }

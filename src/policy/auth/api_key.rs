@@ -346,6 +346,13 @@ mod tests {
         let d = policy.evaluate(&Request::new(&headers, None), &MemoryHost::default());
         assert_eq!(d.verdict, Verdict::Allow);
         assert!(!d.upstream_remove.contains(&"x-api-key".to_string()));
+        // A second key in another spelling of the header is not forwarded next to it.
+        let mut spelled = headers.clone();
+        spelled.push(("x_api_key".to_string(), "other".to_string()));
+        spelled.push(("X-API-KEY".to_string(), "other".to_string()));
+        let d = policy.evaluate(&Request::new(&spelled, None), &MemoryHost::default());
+        assert_eq!(d.verdict, Verdict::Allow);
+        assert_eq!(d.upstream_remove, vec!["x_api_key", "X-API-KEY"]);
         assert!(d
             .upstream_set
             .contains(&("x-api-client".to_string(), "a".to_string())));
