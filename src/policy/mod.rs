@@ -248,39 +248,24 @@ impl Policy {
         };
         // 3. Authentication and scopes.
         let mut tier = None;
-        if !rule.auth.is_empty()
-            && rule.cors_preflight == auth::CorsPreflight::Allow
-            && auth::is_bodiless_cors_preflight(request)
-        {
-            // No credential is checked, so none may reach the upstream either.
-            let mut scrubbed = Principal::default();
-            for &method in &rule.auth {
-                scrubbed.remove_locations_of(method, &self.jwt_providers, self.api_keys.as_ref());
-            }
-            auth::scrub(&mut scrubbed, request);
-            decision.upstream_remove.extend(scrubbed.upstream_remove);
-            decision.upstream_set.extend(scrubbed.upstream_set);
-            let extra = other_spellings(request, &decision.upstream_remove);
-            decision.upstream_remove.extend(extra);
-        } else if !rule.auth.is_empty() {
-            let principal = self.authenticate(rule, request, host)?;
-            check_scopes(&rule.scopes, &principal)?;
-            tier = principal.rate_limit;
-            decision.client = Some(principal.client);
+        if !rule.auth.is_empty() {
+            let principal = if rule.cors_preflight == auth::CorsPreflight::Allow
+                && auth::is_bodiless_cors_preflight(request)
+            {
+                // No credential is checked, so none may reach the upstream either.
+                let mut scrubbed = Principal::default();
+                self.scrub_credentials(rule, None, &mut scrubbed, request);
+                scrubbed
+            } else {
+                let mut principal = self.authenticate(rule, request, host)?;
+                check_scopes(&rule.scopes, &principal)?;
+                tier = principal.rate_limit;
+                decision.client = Some(std::mem::take(&mut principal.client));
+                principal
+            };
             decision.upstream_remove.extend(principal.upstream_remove);
             decision.upstream_set.extend(principal.upstream_set);
-            // The credential headers removed and the headers set, in every other spelling;
-            // a forwarded credential header too (its own spelling stays): an upstream that
-            // folds `x_api_key` into `x-api-key` must not get a second, unverified key.
-            let mut names = decision.upstream_remove.clone();
-            names.extend(decision.upstream_set.iter().map(|(n, _)| n.clone()));
-            let mut locations = Principal::default();
-            for &method in &rule.auth {
-                locations.remove_locations_of(method, &self.jwt_providers, self.api_keys.as_ref());
-            }
-            names.extend(locations.upstream_remove);
-            let extra = other_spellings(request, &names);
-            decision.upstream_remove.extend(extra);
+            self.remove_other_spellings(rule, request, decision);
         }
         // 4. Rate limit: the credential's tier, else the rule's policy.
         self.check_rate_limit(tier.or(rule.rate_limit), request, host, decision)?;
@@ -301,18 +286,48 @@ impl Policy {
         host: &dyn Host,
     ) -> Result<Principal, Denial> {
         let (winner, mut principal) = self.check_credentials(rule, request, host)?;
+        self.scrub_credentials(rule, Some(winner), &mut principal, request);
+        Ok(principal)
+    }
+
+    /// Removes every credential location of the rule's methods except `kept`'s (the method
+    /// that succeeded, which removed its own unless it forwards), then turns the parameter and
+    /// cookie removals into header changes.
+    fn scrub_credentials(
+        &self,
+        rule: &Rule,
+        kept: Option<AuthMethod>,
+        principal: &mut Principal,
+        request: &Request,
+    ) {
         for &method in &rule.auth {
             // The JWT method answers for all of the rule's providers, token by token.
-            let same = matches!(
-                (method, winner),
-                (AuthMethod::Jwt(_), AuthMethod::Jwt(_)) | (AuthMethod::ApiKey, AuthMethod::ApiKey)
+            let is_kept = matches!(
+                (method, kept),
+                (AuthMethod::Jwt(_), Some(AuthMethod::Jwt(_)))
+                    | (AuthMethod::ApiKey, Some(AuthMethod::ApiKey))
             );
-            if !same {
+            if !is_kept {
                 principal.remove_locations_of(method, &self.jwt_providers, self.api_keys.as_ref());
             }
         }
-        auth::scrub(&mut principal, request);
-        Ok(principal)
+        auth::scrub(principal, request);
+    }
+
+    /// Removes the other spellings of the headers removed or set towards the upstream and of
+    /// every credential header of the rule, forwarded ones included (their own spelling
+    /// stays): an upstream that folds `x_api_key` into `x-api-key` must not get a second,
+    /// unverified key.
+    fn remove_other_spellings(&self, rule: &Rule, request: &Request, decision: &mut Decision) {
+        let mut names = decision.upstream_remove.clone();
+        names.extend(decision.upstream_set.iter().map(|(n, _)| n.clone()));
+        let mut locations = Principal::default();
+        for &method in &rule.auth {
+            locations.remove_locations_of(method, &self.jwt_providers, self.api_keys.as_ref());
+        }
+        names.extend(locations.upstream_remove);
+        let extra = other_spellings(request, &names);
+        decision.upstream_remove.extend(extra);
     }
 
     fn check_credentials(
