@@ -253,6 +253,18 @@ fn credential_parameters_are_matched_and_stripped_by_decoded_name() {
     assert_eq!(r.status, 401, "{}", r.text());
     assert_eq!(r.json()["reason"], "api_key_unknown");
     assert_eq!(envoy.upstream.count(), before);
+    // Names PHP reads as `api_key` are stripped next to a valid key in its header.
+    let r = envoy
+        .client()
+        .request(
+            "GET",
+            "/api/orders?api.key=EVIL&api+key=EVIL&api_key[]=EVIL&z=3",
+            &[("x-api-key", KEY)],
+            None,
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(envoy.upstream.last().unwrap().path, "/api/orders?z=3");
     // A JWT parameter under an encoded name is verified, and stripped when it passed.
     let path = format!("/api/orders?access%5Ftoken={}&y=2", token(claims()));
     let r = envoy.client().get(&path).unwrap();

@@ -381,6 +381,13 @@ mod tests {
             "decoded once, as a framework does"
         );
         assert_eq!(strip("/a?x=1"), None);
+        // PHP reads these as `api_key` too.
+        assert_eq!(
+            strip("/a?api.key=1&api+key=2&api%20key=3&api_key[]=4&api_key%5Bx%5D=5&api[key=6&b=7")
+                .as_deref(),
+            Some("/a?b=7")
+        );
+        assert_eq!(strip("/a?apikey=1&api_keys=2&api-key=3"), None);
         assert_eq!(strip("/a"), None);
     }
 }

@@ -110,6 +110,27 @@ pub fn param_name_is(raw: &str, names: &[String]) -> bool {
     names.iter().any(|n| n.as_bytes() == &*decoded)
 }
 
+/// Whether a raw query parameter name is one of `names` as PHP reads it: decoded, with `.`
+/// and ` ` as `_`, and `name[...]` as `name` (an unclosed `[` is a `_` too). Only for
+/// stripping: removing a look-alike is harmless, and an upstream in PHP never sees it.
+fn php_param_name_is(raw: &str, names: &[String]) -> bool {
+    let decoded = api_key::percent_decode(raw);
+    let mut name: Vec<u8> = Vec::with_capacity(decoded.len());
+    let mut bracket_seen = false;
+    for (i, &b) in decoded.iter().enumerate() {
+        match b {
+            b'[' if decoded.get(i..).is_some_and(|rest| rest.contains(&b']')) => break,
+            b'[' if !bracket_seen => {
+                bracket_seen = true;
+                name.push(b'_');
+            }
+            b'.' | b' ' | b'+' => name.push(b'_'),
+            _ => name.push(b),
+        }
+    }
+    names.iter().any(|n| n.as_bytes() == name.as_slice())
+}
+
 /// The request target without the query parameters whose decoded name is one of `names`;
 /// None when there is none of them.
 pub fn strip_query_params(path: &str, names: &[String]) -> Option<String> {
@@ -119,7 +140,7 @@ pub fn strip_query_params(path: &str, names: &[String]) -> Option<String> {
         .split('&')
         .filter(|pair| {
             let name = pair.split_once('=').map_or(*pair, |(n, _)| n);
-            let credential = param_name_is(name, names);
+            let credential = param_name_is(name, names) || php_param_name_is(name, names);
             removed |= credential;
             !credential
         })
