@@ -368,28 +368,32 @@ fn cors_preflights_authenticate_by_default_and_pass_bodiless_when_allowed() {
 
 #[test]
 fn bad_cors_preflight_values_are_refused() {
-    for (top, rule, path) in [
+    for (top, rule, refusal) in [
         (
             json!({"cors_preflight": "bypass"}),
             json!({}),
-            "cors_preflight",
+            "cors_preflight: unknown variant `bypass`, expected `authenticate` or `allow`",
         ),
-        (json!({"cors_preflight": true}), json!({}), "cors_preflight"),
+        (
+            json!({"cors_preflight": true}),
+            json!({}),
+            "cors_preflight: unexpected value",
+        ),
         (
             json!({}),
             json!({"cors_preflight": "skip"}),
-            "rules[0].cors_preflight",
+            "rules[0].cors_preflight: unknown variant `skip`",
         ),
         (
             json!({}),
             json!({"cors_preflight": 1}),
-            "rules[0].cors_preflight",
+            "rules[0].cors_preflight: unexpected value",
         ),
     ] {
         let log = Envoy::start_expect_refusal(&config(top, rule));
         assert!(
-            log.contains(&format!("configuration refused: {path}:")),
-            "{path}: {log}"
+            log.contains(&format!("configuration refused: {refusal}")),
+            "{refusal}: {log}"
         );
     }
 }
