@@ -518,9 +518,9 @@ const BODY_RULE: &str = r#"{"rules":[{"name":"write","match":{"prefix":"/api"},
     "body":{"max_bytes":65536,"content_types":["application/json"],
             "json_schema":{"type":"object","properties":{"qty":{"type":"integer","maximum":100}}}}}]}"#;
 
-/// Sends a chunked JSON body in two parts, `delay` apart; returns the status and the
-/// instant the answer came.
-fn slow_post(envoy: &Envoy, first: &str, last: &str, delay: Duration) -> (u16, Instant) {
+/// Sends a chunked JSON body in two parts, `delay` apart; returns the status, the instant the
+/// last part was sent and the instant the answer came.
+fn slow_post(envoy: &Envoy, first: &str, last: &str, delay: Duration) -> (u16, Instant, Instant) {
     let mut stream = envoy.client().connect().unwrap();
     let head = "POST /api/orders HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\
                 content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
@@ -529,11 +529,12 @@ fn slow_post(envoy: &Envoy, first: &str, last: &str, delay: Duration) -> (u16, I
         .write_all(format!("{:x}\r\n{first}\r\n", first.len()).as_bytes())
         .unwrap();
     std::thread::sleep(delay);
+    let last_sent = Instant::now();
     stream
         .write_all(format!("{:x}\r\n{last}\r\n0\r\n\r\n", last.len()).as_bytes())
         .unwrap();
     let response = common::http::read_response(&mut BufReader::new(stream)).unwrap();
-    (response.status, Instant::now())
+    (response.status, last_sent, Instant::now())
 }
 
 /// The wasm build lets the headers go on while it waits for the body: without a buffer
@@ -549,61 +550,58 @@ fn the_buffer_filter_after_api_guard_closes_the_window_before_a_body_refusal() {
     let refused = (r#"{"qty":"#, "100000}");
     let accepted = (r#"{"qty":"#, "1}");
     // One accepted request (the upstream connection is warm afterwards), then refused ones.
+    // Each head seen: whether it came before the client sent the rest of its body, and how
+    // long before the refusal it came.
     let run = |envoy: &Envoy, recorder: &HeadRecorder, delay: Duration| {
-        let (status, answered) = slow_post(envoy, refused.0, refused.1, delay);
-        assert_eq!(status, 400);
-        let cold = recorder.heads().len();
-        let (status, _) = slow_post(envoy, accepted.0, accepted.1, Duration::from_millis(50));
-        assert_eq!(status, 200);
-        let mut windows = Vec::new();
-        for _ in 0..8 {
+        let mut seen_heads: Vec<(bool, Duration)> = Vec::new();
+        let mut refused_post = || {
             let seen = recorder.heads().len();
-            let (status, answered) = slow_post(envoy, refused.0, refused.1, delay);
+            let (status, last_sent, answered) = slow_post(envoy, refused.0, refused.1, delay);
             assert_eq!(status, 400);
             if let Some((at, _)) = recorder.heads().get(seen) {
-                windows.push(answered.duration_since(*at));
+                seen_heads.push((*at < last_sent, answered.duration_since(*at)));
             }
+        };
+        refused_post();
+        let cold = recorder.heads().len();
+        let (status, _, _) = slow_post(envoy, accepted.0, accepted.1, Duration::from_millis(50));
+        assert_eq!(status, 200);
+        for _ in 0..8 {
+            refused_post();
         }
-        (cold, answered, windows)
+        (cold, seen_heads)
     };
 
-    // Without a buffer filter: the head is at the upstream `delay` before the 400.
+    // Without a buffer filter: every head is at the upstream before the client even sent
+    // the rest of its body.
     let (envoy, recorder) = start_recorded(BODY_RULE, Vec::new(), Vec::new());
-    let (cold, _, windows) = run(&envoy, &recorder, delay);
+    let (cold, heads) = run(&envoy, &recorder, delay);
     assert_eq!(cold, 1, "the upstream saw the head of the refused request");
-    assert_eq!(windows.len(), 8);
-    assert!(
-        windows
-            .iter()
-            .all(|w| *w >= delay - Duration::from_millis(200)),
-        "{windows:?}"
-    );
-    eprintln!(
-        "no buffer filter: 9 of 9 refused heads seen, {:?} before the refusal",
-        windows[0]
-    );
+    assert_eq!(heads.len(), 9);
+    assert!(heads.iter().all(|(early, _)| *early), "{heads:?}");
+    eprintln!("no buffer filter: 9 of 9 refused heads seen: {heads:?}");
     drop(envoy);
 
-    // Before api-guard: the client's delay is gone (the head, when it comes, comes in the
-    // turn of the refusal, well under a millisecond on an idle machine; the bound leaves room
-    // for a loaded one), but a warm connection may still carry the head.
+    // Before api-guard: no head comes before the whole body did (the client's delay is out
+    // of it), but one that finds a warm upstream connection still comes, in the turn of the
+    // refusal.
     let (envoy, recorder) = start_recorded(BODY_RULE, vec![buffer_filter(65536)], Vec::new());
-    let (cold, _, windows) = run(&envoy, &recorder, delay);
+    let (cold, heads) = run(&envoy, &recorder, delay);
     assert_eq!(cold, 0, "{:?}", recorder.heads());
-    assert!(windows.iter().all(|w| *w < delay / 3), "{windows:?}");
+    assert!(heads.iter().all(|(early, _)| !early), "{heads:?}");
     eprintln!(
-        "buffer before api-guard: {} of 8 refused heads seen on a warm connection, {windows:?} before the refusal",
-        windows.len()
+        "buffer before api-guard: {} of 9 refused heads seen: {heads:?}",
+        heads.len()
     );
     drop(envoy);
 
     // After api-guard: nothing of a refused request, cold or warm, however slow the body.
     let short = Duration::from_millis(100);
     let (envoy, recorder) = start_recorded(BODY_RULE, Vec::new(), vec![buffer_filter(65536)]);
-    let (cold, _, windows) = run(&envoy, &recorder, short);
+    let (cold, heads) = run(&envoy, &recorder, short);
     assert_eq!(cold, 0, "{:?}", recorder.heads());
-    assert!(windows.is_empty(), "{windows:?}");
-    let (status, _) = slow_post(&envoy, refused.0, refused.1, delay);
+    assert!(heads.is_empty(), "{heads:?}");
+    let (status, _, _) = slow_post(&envoy, refused.0, refused.1, delay);
     assert_eq!(status, 400);
     assert_eq!(
         recorder.heads().len(),
