@@ -90,6 +90,46 @@ fn demo_envoy_yaml_serves_with_its_policy() {
     check_demo_serves(&envoy);
 }
 
+/// The demo buffers request bodies between api-guard and the router (tests/upstream.rs shows
+/// why there), with room for the largest body api-guard accepts.
+#[test]
+fn demo_buffers_bodies_after_api_guard() {
+    let envoy_yaml = yaml_file(&root().join("envoy/envoy.yaml"));
+    let filters = envoy_yaml["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["http_filters"]
+        .as_array()
+        .unwrap();
+    let names: Vec<&str> = filters
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "envoy.filters.http.wasm",
+            "envoy.filters.http.buffer",
+            "envoy.filters.http.router"
+        ]
+    );
+    let buffer_max = filters[1]["typed_config"]["max_request_bytes"]
+        .as_u64()
+        .unwrap();
+    let policy: Value = serde_json::from_str(
+        filters[0]["typed_config"]["config"]["configuration"]["value"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let largest_body = policy["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["body"]["max_bytes"].as_u64())
+        .max()
+        .unwrap();
+    assert!(buffer_max >= largest_body, "{buffer_max} < {largest_body}");
+}
+
 /// No Docker engine runs here, so this test reads the compose file, checks that it mounts the
 /// project's envoy.yaml and module where that envoy.yaml expects them and publishes its
 /// listener, then lays out the container's files as the mounts say and runs Envoy there.

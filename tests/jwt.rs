@@ -102,7 +102,7 @@ fn tokens_pass_with_claim_headers_and_every_failure_answers() {
         assert_eq!(r.status, 200, "{alg}: {}", r.text());
         let seen = envoy.upstream.last().unwrap();
         assert_eq!(seen.header("x-jwt-sub"), Some("alice"), "{alg}");
-        assert_eq!(seen.header("x-jwt-roles"), Some("a,b"), "{alg}");
+        assert_eq!(seen.header("x-jwt-roles"), Some(r#"["a","b"]"#), "{alg}");
         assert_eq!(seen.header("x-jwt-payload"), t.split('.').nth(1), "{alg}");
         assert_eq!(
             seen.header("authorization"),
@@ -211,7 +211,7 @@ fn tokens_pass_with_claim_headers_and_every_failure_answers() {
         r.header("www-authenticate"),
         Some("Bearer realm=\"api-guard\", error=\"insufficient_scope\", scope=\"orders:write\"")
     );
-    // A CORS preflight passes authentication.
+    // A CORS preflight is authenticated by default (`cors_preflight`; tests/upstream.rs).
     let r = envoy
         .client()
         .request(
@@ -224,7 +224,7 @@ fn tokens_pass_with_claim_headers_and_every_failure_answers() {
             None,
         )
         .unwrap();
-    assert_eq!(r.status, 200, "{}", r.text());
+    assert_denied(&r, 401, "jwt_missing", "preflight");
     assert_eq!(envoy.prometheus_value("api_guard_deny_jwt_expired"), 1);
     // Tokens never reach the log.
     let log = envoy.log();

@@ -54,6 +54,10 @@ pub struct RawConfig {
     /// and `threats: log` records the cut.
     #[cfg_attr(feature = "schema", schemars(range(min = 1024, max = 67108864)))]
     pub threat_scan_max_bytes: Option<u64>,
+    /// Whether a CORS preflight must authenticate, for rules that do not say
+    /// (`authenticate`, the default, or `allow`).
+    #[serde(default)]
+    pub cors_preflight: crate::policy::auth::CorsPreflight,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -167,6 +171,7 @@ pub fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
         jwt_providers: &jwt.names,
         api_keys_configured: api_keys.is_some(),
         rate_limits: &rate_limits,
+        cors_preflight: raw.cors_preflight,
     };
     let rules = rules::compile(&raw.rules, &root.key("rules"), &referents)?;
     if raw.client_ip.xff_trusted_hops > MAX_TRUSTED_HOPS {
@@ -250,6 +255,15 @@ mod tests {
                 "{\"client_ip\": {\"hops\": 1}}",
                 "client_ip.hops: unknown field",
             ),
+            (
+                "{\"cors_preflight\": \"bypass\"}",
+                "cors_preflight: unknown variant `bypass`",
+            ),
+            (
+                "{\"cors_preflight\": 1}",
+                "cors_preflight: unexpected value",
+            ),
+            ("{\"cors_preflight\": null}", "cors_preflight: "),
         ];
         for (json, want) in table {
             let got = refusal(json);

@@ -24,6 +24,8 @@ pub struct RawRule {
     pub body: Option<super::body::RawBody>,
     pub threats: Option<crate::policy::screen::ThreatMode>,
     pub ip: Option<super::screen::RawIp>,
+    /// Whether a CORS preflight must authenticate; left out: the top-level `cors_preflight`.
+    pub cors_preflight: Option<crate::policy::auth::CorsPreflight>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,6 +52,8 @@ pub struct Referents<'a> {
     pub api_keys_configured: bool,
     /// Compiled `rate_limits`, in index order.
     pub rate_limits: &'a [crate::policy::limit::RateLimitPolicy],
+    /// The top-level `cors_preflight`, for rules that do not say.
+    pub cors_preflight: crate::policy::auth::CorsPreflight,
 }
 
 pub fn compile(
@@ -123,6 +127,7 @@ fn compile_rule(
         body,
         threats: raw.threats.unwrap_or_default(),
         ip,
+        cors_preflight: raw.cors_preflight.unwrap_or(referents.cors_preflight),
     })
 }
 
@@ -300,6 +305,18 @@ mod tests {
                 "rules[0].scopes: scopes need a credential",
             ),
             (r#"{"rules":"x"}"#, "rules: expected a sequence"),
+            (
+                r#"{"rules":[{"match":{"prefix":"/"},"cors_preflight":"skip"}]}"#,
+                "rules[0].cors_preflight: unknown variant `skip`",
+            ),
+            (
+                r#"{"rules":[{"match":{"prefix":"/"},"cors_preflight":true}]}"#,
+                "rules[0].cors_preflight: unexpected value",
+            ),
+            (
+                r#"{"rules":[{"match":{"prefix":"/"},"cors_preflight":"Allow"}]}"#,
+                "rules[0].cors_preflight: unknown variant `Allow`",
+            ),
         ];
         for (json, want) in table {
             let got = refusal(json);

@@ -30,6 +30,45 @@ pub const OWNED_HEADER_PREFIX: &str = "x-api-guard-";
 /// Set towards the upstream when a dry-run policy would have denied the request.
 pub const DRY_RUN_HEADER: &str = "x-api-guard-dry-run";
 
+/// A header name as an upstream may read it: any case, `_` and `-` alike (CGI, WSGI, Rack and
+/// PHP turn both into `HTTP_X_NAME`).
+fn fold_header_byte(b: u8) -> u8 {
+    if b == b'_' {
+        b'-'
+    } else {
+        b.to_ascii_lowercase()
+    }
+}
+
+/// Whether two header names are one to an upstream that folds case and `_`/`-`.
+pub(crate) fn same_header_name(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .all(|(x, y)| fold_header_byte(x) == fold_header_byte(y))
+}
+
+/// Whether a header name starts with `prefix` to an upstream that folds case and `_`/`-`.
+fn header_name_starts_with(name: &str, prefix: &str) -> bool {
+    name.get(..prefix.len())
+        .is_some_and(|head| same_header_name(head, prefix))
+}
+
+/// Every request header an upstream would read as one of `names` (any case, `_` for `-`),
+/// that `names` does not list already.
+fn other_spellings(request: &Request, names: &[String]) -> Vec<String> {
+    let mut extra: Vec<String> = Vec::new();
+    for (name, _) in request.headers() {
+        if name.starts_with(':') || names.contains(name) || extra.contains(name) {
+            continue;
+        }
+        if names.iter().any(|n| same_header_name(n, name)) {
+            extra.push(name.clone());
+        }
+    }
+    extra
+}
+
 /// A denial under `dry_run` is recorded but not enforced; the upstream is told what it was.
 pub(crate) fn mark_dry_run(decision: &mut Decision, mode: Mode) {
     if mode != Mode::DryRun {
@@ -108,6 +147,8 @@ pub struct Rule {
     pub threats: screen::ThreatMode,
     /// The rule's own `ip` lists (the global ones apply too; deny wins).
     pub ip: screen::IpRules,
+    /// `cors_preflight`: the rule's, else the top-level one, else `authenticate`.
+    pub cors_preflight: auth::CorsPreflight,
 }
 
 /// The compiled configuration. Built once per `on_configure`, never changed afterwards.
@@ -210,13 +251,24 @@ impl Policy {
         };
         // 3. Authentication and scopes.
         let mut tier = None;
-        if !rule.auth.is_empty() && !auth::is_cors_preflight(request) {
-            let principal = self.authenticate(rule, request, host)?;
-            check_scopes(&rule.scopes, &principal)?;
-            tier = principal.rate_limit;
-            decision.client = Some(principal.client);
+        if !rule.auth.is_empty() {
+            let principal = if rule.cors_preflight == auth::CorsPreflight::Allow
+                && auth::is_bodiless_cors_preflight(request)
+            {
+                // No credential is checked, so none may reach the upstream either.
+                let mut scrubbed = Principal::default();
+                self.scrub_credentials(rule, None, &mut scrubbed, request);
+                scrubbed
+            } else {
+                let mut principal = self.authenticate(rule, request, host)?;
+                check_scopes(&rule.scopes, &principal)?;
+                tier = principal.rate_limit;
+                decision.client = Some(std::mem::take(&mut principal.client));
+                principal
+            };
             decision.upstream_remove.extend(principal.upstream_remove);
             decision.upstream_set.extend(principal.upstream_set);
+            self.remove_other_spellings(rule, request, decision);
         }
         // 4. Rate limit: the credential's tier, else the rule's policy.
         self.check_rate_limit(tier.or(rule.rate_limit), request, host, decision)?;
@@ -228,12 +280,65 @@ impl Policy {
         Ok(())
     }
 
+    /// The rule's credential check. What reaches the upstream is scrubbed of every credential
+    /// location of the rule's methods but the one that succeeded (when it forwards).
     fn authenticate(
         &self,
         rule: &Rule,
         request: &Request,
         host: &dyn Host,
     ) -> Result<Principal, Denial> {
+        let (winner, mut principal) = self.check_credentials(rule, request, host)?;
+        self.scrub_credentials(rule, Some(winner), &mut principal, request);
+        Ok(principal)
+    }
+
+    /// Removes every credential location of the rule's methods except `kept`'s (the method
+    /// that succeeded, which removed its own unless it forwards), then turns the parameter and
+    /// cookie removals into header changes.
+    fn scrub_credentials(
+        &self,
+        rule: &Rule,
+        kept: Option<AuthMethod>,
+        principal: &mut Principal,
+        request: &Request,
+    ) {
+        for &method in &rule.auth {
+            // The JWT method answers for all of the rule's providers, token by token.
+            let is_kept = matches!(
+                (method, kept),
+                (AuthMethod::Jwt(_), Some(AuthMethod::Jwt(_)))
+                    | (AuthMethod::ApiKey, Some(AuthMethod::ApiKey))
+            );
+            if !is_kept {
+                principal.remove_locations_of(method, &self.jwt_providers, self.api_keys.as_ref());
+            }
+        }
+        auth::scrub(principal, request);
+    }
+
+    /// Removes the other spellings of the headers removed or set towards the upstream and of
+    /// every credential header of the rule, forwarded ones included (their own spelling
+    /// stays): an upstream that folds `x_api_key` into `x-api-key` must not get a second,
+    /// unverified key.
+    fn remove_other_spellings(&self, rule: &Rule, request: &Request, decision: &mut Decision) {
+        let mut names = decision.upstream_remove.clone();
+        names.extend(decision.upstream_set.iter().map(|(n, _)| n.clone()));
+        let mut locations = Principal::default();
+        for &method in &rule.auth {
+            locations.remove_locations_of(method, &self.jwt_providers, self.api_keys.as_ref());
+        }
+        names.extend(locations.upstream_remove);
+        let extra = other_spellings(request, &names);
+        decision.upstream_remove.extend(extra);
+    }
+
+    fn check_credentials(
+        &self,
+        rule: &Rule,
+        request: &Request,
+        host: &dyn Host,
+    ) -> Result<(AuthMethod, Principal), Denial> {
         auth::authenticate(&rule.auth, |method| match method {
             AuthMethod::Jwt(index) => (
                 auth::jwt::authenticate(&self.jwt_providers, &rule.auth, index, request, host),
@@ -384,12 +489,17 @@ impl Policy {
             .place(&format!("{}#hold", policy.name), client)
     }
 
-    /// Incoming request headers that api-guard owns towards the upstream.
+    /// Incoming request headers that api-guard owns towards the upstream, in every spelling
+    /// an upstream may fold into one of them (`x_jwt_sub` is `HTTP_X_JWT_SUB` to a WSGI or
+    /// CGI upstream, as `x-jwt-sub` is).
     fn spoofed_headers(&self, request: &Request) -> Vec<String> {
         let mut names: Vec<String> = Vec::new();
         for (name, _) in request.headers() {
-            let owned = name.starts_with(OWNED_HEADER_PREFIX)
-                || self.owned_request_headers.iter().any(|h| h == name);
+            let owned = header_name_starts_with(name, OWNED_HEADER_PREFIX)
+                || self
+                    .owned_request_headers
+                    .iter()
+                    .any(|h| same_header_name(h, name));
             if owned && !names.iter().any(|n| n == name) {
                 names.push(name.clone());
             }
@@ -818,5 +928,52 @@ mod tests {
             d.upstream_remove,
             vec!["x-api-guard-dry-run", "x-api-guard-client"]
         );
+    }
+
+    #[test]
+    fn owned_headers_are_stripped_in_every_spelling_an_upstream_folds() {
+        // As compiled from `client_header`, `claim_to_headers` and `payload_header`.
+        let policy = Policy {
+            owned_request_headers: vec![
+                "x-client-id".into(),
+                "x-jwt-sub".into(),
+                "x-jwt-payload".into(),
+            ],
+            ..Policy::default()
+        };
+        let mut forged = GET.to_vec();
+        forged.extend([
+            ("x_jwt_sub", "admin"),
+            ("X-Jwt-Sub", "admin"),
+            ("x-jwt_sub", "admin"),
+            ("X_JWT_PAYLOAD", "e30"),
+            ("x_client_id", "partner-a"),
+            ("x_api_guard_client", "admin"),
+            ("X_Api-Guard-Dry-Run", "none"),
+            // Not owned: a different name once folded.
+            ("x-jwt-subject", "kept"),
+            ("xjwtsub", "kept"),
+        ]);
+        let h = headers(&forged);
+        let d = policy.evaluate(&Request::new(&h, None), &MemoryHost::default());
+        assert_eq!(
+            d.upstream_remove,
+            vec![
+                "x_jwt_sub",
+                "X-Jwt-Sub",
+                "x-jwt_sub",
+                "X_JWT_PAYLOAD",
+                "x_client_id",
+                "x_api_guard_client",
+                "X_Api-Guard-Dry-Run"
+            ]
+        );
+        assert!(same_header_name("x-api-guard-", "X_API_GUARD_"));
+        assert!(!same_header_name("x-a", "x-ab"));
+        assert!(header_name_starts_with(
+            "x_api_guard_anything",
+            OWNED_HEADER_PREFIX
+        ));
+        assert!(!header_name_starts_with("x-api-guard", OWNED_HEADER_PREFIX));
     }
 }

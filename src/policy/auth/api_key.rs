@@ -71,7 +71,6 @@ impl ApiKeys {
     pub fn authenticate(&self, request: &Request, host: &dyn Host) -> Credential {
         let mut presented: Option<Cow<'_, [u8]>> = None;
         let mut count = 0usize;
-        let mut from_query = false;
         for name in &self.from_headers {
             for value in request.header_values(name) {
                 if !value.is_empty() {
@@ -82,9 +81,9 @@ impl ApiKeys {
         }
         if let Some(query) = request.query() {
             for (name, value) in query_pairs(query) {
-                if !value.is_empty() && self.from_params.iter().any(|p| p.as_bytes() == name) {
+                // By decoded name, as the upstream will read it: `api%5Fkey` is `api_key`.
+                if !value.is_empty() && super::param_name_is(name, &self.from_params) {
                     count += 1;
-                    from_query = true;
                     presented.get_or_insert_with(|| percent_decode(value));
                 }
             }
@@ -112,16 +111,11 @@ impl ApiKeys {
             scopes: client.scopes.clone(),
             rate_limit: client.rate_limit,
             upstream_set: vec![(self.client_header.clone(), client.id.clone())],
-            upstream_remove: Vec::new(),
+            ..Principal::default()
         };
         if !self.forward {
             principal.upstream_remove = self.from_headers.clone();
-            if from_query {
-                principal.upstream_set.push((
-                    ":path".to_string(),
-                    strip_params(request.path(), &self.from_params),
-                ));
-            }
+            principal.remove_params = self.from_params.clone();
         }
         Credential::Valid(principal)
     }
@@ -150,16 +144,15 @@ fn invalid(reason: Reason, detail: &str) -> Credential {
 }
 
 /// `name=value` pairs of a query string, raw.
-fn query_pairs(query: &str) -> impl Iterator<Item = (&[u8], &str)> {
-    query.split('&').map(|pair| match pair.split_once('=') {
-        Some((name, value)) => (name.as_bytes(), value),
-        None => (pair.as_bytes(), ""),
-    })
+fn query_pairs(query: &str) -> impl Iterator<Item = (&str, &str)> {
+    query
+        .split('&')
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
 }
 
 /// Decodes `%XX` escapes (a `+` stays a `+`: keys are often base64). A malformed escape is
 /// kept as it is, which then simply matches no key.
-fn percent_decode(value: &str) -> Cow<'_, [u8]> {
+pub(super) fn percent_decode(value: &str) -> Cow<'_, [u8]> {
     if !value.contains('%') {
         return Cow::Borrowed(value.as_bytes());
     }
@@ -198,25 +191,6 @@ fn hex_digit(c: u8) -> Option<u8> {
         b'a'..=b'f' => Some(c - b'a' + 10),
         b'A'..=b'F' => Some(c - b'A' + 10),
         _ => None,
-    }
-}
-
-/// The request target without the named query parameters.
-fn strip_params(path: &str, names: &[String]) -> String {
-    let Some((base, query)) = path.split_once('?') else {
-        return path.to_string();
-    };
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|pair| {
-            let name = pair.split_once('=').map_or(*pair, |(n, _)| n);
-            !names.iter().any(|p| p == name)
-        })
-        .collect();
-    if kept.is_empty() {
-        base.to_string()
-    } else {
-        format!("{base}?{}", kept.join("&"))
     }
 }
 
@@ -302,6 +276,15 @@ mod tests {
         assert!(d
             .upstream_set
             .contains(&(":path".to_string(), "/any?x=1&y=2".to_string())));
+        // The parameter name is decoded too, as the upstream's framework decodes it.
+        let d = decide("/any?api%5Fkey=key-a&x=1", &[]);
+        assert_eq!(d.verdict, Verdict::Allow, "{d:?}");
+        assert!(d
+            .upstream_set
+            .contains(&(":path".to_string(), "/any?x=1".to_string())));
+        // A second key under an encoded name is a second key: refused, never passed on.
+        let d = decide("/any?api%5Fkey=EVIL", &[("x-api-key", "key-a")]);
+        assert_eq!(d.reason_code(), "api_key_unknown");
     }
 
     #[test]
@@ -363,6 +346,13 @@ mod tests {
         let d = policy.evaluate(&Request::new(&headers, None), &MemoryHost::default());
         assert_eq!(d.verdict, Verdict::Allow);
         assert!(!d.upstream_remove.contains(&"x-api-key".to_string()));
+        // A second key in another spelling of the header is not forwarded next to it.
+        let mut spelled = headers.clone();
+        spelled.push(("x_api_key".to_string(), "other".to_string()));
+        spelled.push(("X-API-KEY".to_string(), "other".to_string()));
+        let d = policy.evaluate(&Request::new(&spelled, None), &MemoryHost::default());
+        assert_eq!(d.verdict, Verdict::Allow);
+        assert_eq!(d.upstream_remove, vec!["x_api_key", "X-API-KEY"]);
         assert!(d
             .upstream_set
             .contains(&("x-api-client".to_string(), "a".to_string())));
@@ -381,8 +371,23 @@ mod tests {
         assert_eq!(&*percent_decode("a%2Bb+c%zz%4"), b"a+b+c%zz%4");
         assert_eq!(&*percent_decode("plain"), b"plain");
         let names = vec!["api_key".to_string()];
-        assert_eq!(strip_params("/a?api_key=k", &names), "/a");
-        assert_eq!(strip_params("/a?x=1&api_key=k&y", &names), "/a?x=1&y");
-        assert_eq!(strip_params("/a", &names), "/a");
+        let strip = |path| super::super::strip_query_params(path, &names);
+        assert_eq!(strip("/a?api_key=k").as_deref(), Some("/a"));
+        assert_eq!(strip("/a?x=1&api_key=k&y").as_deref(), Some("/a?x=1&y"));
+        assert_eq!(strip("/a?api%5Fkey=k&api%5fkey&x").as_deref(), Some("/a?x"));
+        assert_eq!(
+            strip("/a?api%255Fkey=k"),
+            None,
+            "decoded once, as a framework does"
+        );
+        assert_eq!(strip("/a?x=1"), None);
+        // PHP reads these as `api_key` too.
+        assert_eq!(
+            strip("/a?api.key=1&api+key=2&api%20key=3&api_key[]=4&api_key%5Bx%5D=5&api[key=6&b=7")
+                .as_deref(),
+            Some("/a?b=7")
+        );
+        assert_eq!(strip("/a?apikey=1&api_keys=2&api-key=3"), None);
+        assert_eq!(strip("/a"), None);
     }
 }

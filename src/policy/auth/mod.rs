@@ -4,6 +4,8 @@
 pub mod api_key;
 pub mod jwt;
 
+use serde::Deserialize;
+
 use super::verdict::{Denial, Reason};
 
 /// One entry of a rule's `auth` list.
@@ -28,6 +30,130 @@ pub struct Principal {
     pub upstream_set: Vec<(String, String)>,
     /// Request headers to remove before the upstream (the credential, unless forwarded).
     pub upstream_remove: Vec<String>,
+    /// Query parameters to remove before the upstream, by decoded name ([`scrub`] applies them).
+    pub remove_params: Vec<String>,
+    /// Cookies to remove before the upstream, by name ([`scrub`] applies them).
+    pub remove_cookies: Vec<String>,
+}
+
+impl Principal {
+    /// Adds every place `method` may carry a credential to what is removed before the
+    /// upstream: a credential that was presented and failed, or was never looked at because
+    /// another method succeeded first, must not ride along to the upstream.
+    pub fn remove_locations_of(
+        &mut self,
+        method: AuthMethod,
+        providers: &[jwt::Provider],
+        api_keys: Option<&api_key::ApiKeys>,
+    ) {
+        let (headers, params, cookies): (Vec<&String>, &[String], &[String]) = match method {
+            AuthMethod::Jwt(index) => match providers.get(index) {
+                Some(p) => (
+                    p.sources.headers.iter().map(|h| &h.name).collect(),
+                    &p.sources.params,
+                    &p.sources.cookies,
+                ),
+                None => return,
+            },
+            AuthMethod::ApiKey => match api_keys {
+                Some(k) => (k.from_headers.iter().collect(), &k.from_params, &[]),
+                None => return,
+            },
+        };
+        push_new(&mut self.upstream_remove, headers);
+        push_new(&mut self.remove_params, params.iter());
+        push_new(&mut self.remove_cookies, cookies.iter());
+    }
+}
+
+fn push_new<'a>(list: &mut Vec<String>, names: impl IntoIterator<Item = &'a String>) {
+    for name in names {
+        if !list.contains(name) {
+            list.push(name.clone());
+        }
+    }
+}
+
+/// Turns a principal's `remove_params` and `remove_cookies` into header changes towards the
+/// upstream: a new `:path` without those parameters, a `cookie` without those cookies.
+pub fn scrub(principal: &mut Principal, request: &super::Request) {
+    if !principal.remove_params.is_empty() {
+        if let Some(path) = strip_query_params(request.path(), &principal.remove_params) {
+            principal.upstream_set.push((":path".to_string(), path));
+        }
+    }
+    if !principal.remove_cookies.is_empty() && request.header("cookie").is_some() {
+        let names = &principal.remove_cookies;
+        let kept: Vec<&str> = request
+            .header_values("cookie")
+            .flat_map(|h| h.split(';'))
+            .map(str::trim)
+            .filter(|pair| {
+                let name = pair.split_once('=').map_or(*pair, |(n, _)| n).trim();
+                !pair.is_empty() && !names.iter().any(|c| c == name)
+            })
+            .collect();
+        if kept.is_empty() {
+            principal.upstream_remove.push("cookie".to_string());
+        } else {
+            principal
+                .upstream_set
+                .push(("cookie".to_string(), kept.join("; ")));
+        }
+    }
+}
+
+/// Whether a raw query parameter name is one of `names` once its `%XX` escapes are decoded,
+/// as the upstream's framework will decode it (`api%5Fkey` is `api_key`).
+pub fn param_name_is(raw: &str, names: &[String]) -> bool {
+    let decoded = api_key::percent_decode(raw);
+    names.iter().any(|n| n.as_bytes() == &*decoded)
+}
+
+/// Whether a raw query parameter name is one of `names` as PHP reads it: decoded, with `.`
+/// and ` ` as `_`, and `name[...]` as `name` (an unclosed `[` is a `_` too). Only for
+/// stripping: removing a look-alike is harmless, and an upstream in PHP never sees it.
+fn php_param_name_is(raw: &str, names: &[String]) -> bool {
+    let decoded = api_key::percent_decode(raw);
+    let mut name: Vec<u8> = Vec::with_capacity(decoded.len());
+    let mut bracket_seen = false;
+    for (i, &b) in decoded.iter().enumerate() {
+        match b {
+            b'[' if decoded.get(i..).is_some_and(|rest| rest.contains(&b']')) => break,
+            b'[' if !bracket_seen => {
+                bracket_seen = true;
+                name.push(b'_');
+            }
+            b'.' | b' ' | b'+' => name.push(b'_'),
+            _ => name.push(b),
+        }
+    }
+    names.iter().any(|n| n.as_bytes() == name.as_slice())
+}
+
+/// The request target without the query parameters whose decoded name is one of `names`;
+/// None when there is none of them.
+pub fn strip_query_params(path: &str, names: &[String]) -> Option<String> {
+    let (base, query) = path.split_once('?')?;
+    let mut removed = false;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let name = pair.split_once('=').map_or(*pair, |(n, _)| n);
+            let credential = param_name_is(name, names) || php_param_name_is(name, names);
+            removed |= credential;
+            !credential
+        })
+        .collect();
+    if !removed {
+        return None;
+    }
+    let kept: Vec<&str> = kept.into_iter().filter(|p| !p.is_empty()).collect();
+    if kept.is_empty() {
+        Some(base.to_string())
+    } else {
+        Some(format!("{base}?{}", kept.join("&")))
+    }
 }
 
 /// What one method found in a request.
@@ -40,9 +166,13 @@ pub enum Credential {
     Invalid(Denial),
 }
 
-/// Runs the rule's methods; the first valid credential wins. With none valid, the answer is
-/// the first presented credential's failure, else the first method's "missing" denial.
-pub fn authenticate<F>(methods: &[AuthMethod], mut check: F) -> Result<Principal, Denial>
+/// Runs the rule's methods; the first valid credential wins, and is returned with its method.
+/// With none valid, the answer is the first presented credential's failure, else the first
+/// method's "missing" denial.
+pub fn authenticate<F>(
+    methods: &[AuthMethod],
+    mut check: F,
+) -> Result<(AuthMethod, Principal), Denial>
 where
     F: FnMut(AuthMethod) -> (Credential, Reason),
 {
@@ -51,7 +181,7 @@ where
     for &method in methods {
         let (credential, missing_reason) = check(method);
         match credential {
-            Credential::Valid(principal) => return Ok(principal),
+            Credential::Valid(principal) => return Ok((method, principal)),
             Credential::Invalid(denial) => {
                 if failure.is_none() {
                     failure = Some(denial);
@@ -81,12 +211,32 @@ pub fn missing_denial(reason: Reason) -> Denial {
 /// names the usual one.
 pub const API_KEY_CHALLENGE: &str = "APIKey realm=\"api-guard\"";
 
-/// A CORS preflight (OPTIONS with Origin and Access-Control-Request-Method): browsers never send
-/// credentials with it, so it passes authentication (as Envoy's jwt_authn lets it by default).
+/// `cors_preflight` (rule or top level): whether a CORS preflight must authenticate.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum CorsPreflight {
+    /// A preflight is authenticated like any request (the default, as Envoy's jwt_authn with
+    /// `bypass_cors_preflight: false`): the upstream answers CORS only for credentialed ones.
+    #[default]
+    Authenticate,
+    /// A preflight without a body passes authentication and scopes (browsers send none with
+    /// it); the rule's credential locations are removed from it. A preflight with a body is
+    /// not one a browser sends: it is authenticated.
+    Allow,
+}
+
+/// A CORS preflight: OPTIONS with Origin and Access-Control-Request-Method.
 pub fn is_cors_preflight(request: &super::Request) -> bool {
     request.method() == "OPTIONS"
         && request.header("origin").is_some()
         && request.header("access-control-request-method").is_some()
+}
+
+/// A preflight that `cors_preflight: "allow"` lets past authentication: one without a body,
+/// so that nothing but headers reaches the upstream uncredentialed.
+pub fn is_bodiless_cors_preflight(request: &super::Request) -> bool {
+    is_cors_preflight(request) && !request.body_expected()
 }
 
 /// Every scope the rule demands must be granted; else 403 insufficient_scope.
@@ -131,7 +281,10 @@ mod tests {
                 Reason::ApiKeyMissing,
             ),
         });
-        assert_eq!(ok.map(|p| p.client), Ok("api_key:a".to_string()));
+        assert_eq!(
+            ok.map(|(m, p)| (m, p.client)),
+            Ok((AuthMethod::ApiKey, "api_key:a".to_string()))
+        );
 
         let failed = authenticate(&methods, |m| match m {
             AuthMethod::Jwt(_) => (Credential::Absent, Reason::JwtMissing),

@@ -130,24 +130,25 @@ pub fn lookup<'c>(claims: &'c Map<String, Value>, path: &str) -> Option<&'c Valu
 }
 
 /// A claim as a header value: strings as they are, numbers and booleans as JSON, arrays of
-/// those joined with ','. Objects, nulls, and anything with control characters are not sent.
+/// those as a JSON array (`["a","b,c"]`: an element holding a `,` stays one element, which a
+/// `,`-joined list could not say). Objects, nulls, and anything with control characters are
+/// not sent.
 pub fn header_value(value: &Value) -> Option<String> {
     let text = match value {
         Value::String(s) => s.clone(),
         Value::Number(_) | Value::Bool(_) => value.to_string(),
         Value::Array(items) => {
-            let mut parts = Vec::with_capacity(items.len());
-            for item in items {
-                match item {
-                    Value::String(s) => parts.push(s.clone()),
-                    Value::Number(_) | Value::Bool(_) => parts.push(item.to_string()),
-                    _ => return None,
-                }
+            let scalars = items
+                .iter()
+                .all(|item| matches!(item, Value::String(_) | Value::Number(_) | Value::Bool(_)));
+            if !scalars {
+                return None;
             }
-            parts.join(",")
+            value.to_string()
         }
         _ => return None,
     };
+    // serde_json escapes control characters inside JSON strings, so they never reach a header.
     let safe = text.len() <= 4096 && !text.chars().any(|c| c.is_control());
     safe.then_some(text)
 }
@@ -258,11 +259,30 @@ mod tests {
                            "https://x.io/tenant": "t", "obj": {"a": {}}, "bad": "a\r\nb"}));
         let get = |p: &str| lookup(&c, p).and_then(header_value);
         assert_eq!(get("sub").as_deref(), Some("u"));
-        assert_eq!(get("realm.roles").as_deref(), Some("a,b"));
+        assert_eq!(get("realm.roles").as_deref(), Some(r#"["a","b"]"#));
         assert_eq!(get("realm.n").as_deref(), Some("3"));
         assert_eq!(get("https://x.io/tenant").as_deref(), Some("t"));
         assert_eq!(get("obj"), None);
         assert_eq!(get("bad"), None);
         assert_eq!(get("missing.x"), None);
+        let arrays = map(
+            json!({"one": ["a,b"], "two": ["a", "b"], "mixed": ["x", 1, true],
+                                "empty": [], "nested": [["a"]], "obj": [{"a": 1}],
+                                "ctl": ["a\nb"], "quote": ["say \"hi\""]}),
+        );
+        let get = |p: &str| lookup(&arrays, p).and_then(header_value);
+        assert_eq!(get("one").as_deref(), Some(r#"["a,b"]"#));
+        assert_eq!(get("two").as_deref(), Some(r#"["a","b"]"#));
+        assert_ne!(
+            get("one"),
+            get("two"),
+            "one element with ',' is not two elements"
+        );
+        assert_eq!(get("mixed").as_deref(), Some(r#"["x",1,true]"#));
+        assert_eq!(get("empty").as_deref(), Some("[]"));
+        assert_eq!(get("nested"), None);
+        assert_eq!(get("obj"), None);
+        assert_eq!(get("ctl").as_deref(), Some(r#"["a\nb"]"#));
+        assert_eq!(get("quote").as_deref(), Some(r#"["say \"hi\""]"#));
     }
 }

@@ -232,8 +232,11 @@ impl Provider {
                     return;
                 }
                 let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-                if self.sources.params.iter().any(|p| p == name) {
-                    out.push((percent_decode(value), Location::Param(name.to_string())));
+                // By decoded name, as the upstream will read it (`access%5Ftoken`).
+                if super::param_name_is(name, &self.sources.params) {
+                    let decoded =
+                        String::from_utf8_lossy(&super::api_key::percent_decode(name)).into_owned();
+                    out.push((percent_decode(value), Location::Param(decoded)));
                 }
             }
         }
@@ -449,7 +452,7 @@ pub fn authenticate(
             Err(failure) => return Credential::Invalid(denial(failure)),
         }
     }
-    Credential::Valid(principal(providers, request, &verified))
+    Credential::Valid(principal(providers, &verified))
 }
 
 fn verify_found(
@@ -535,14 +538,8 @@ fn could_try(reason: Reason) -> bool {
 }
 
 /// The principal of the first token, with the forwarding of every token applied.
-fn principal(
-    providers: &[Provider],
-    request: &Request,
-    verified: &[(Arc<Verified>, &Found)],
-) -> Principal {
+fn principal(providers: &[Provider], verified: &[(Arc<Verified>, &Found)]) -> Principal {
     let mut principal = Principal::default();
-    let mut params: Vec<&str> = Vec::new();
-    let mut cookies: Vec<&str> = Vec::new();
     for (i, (v, found)) in verified.iter().enumerate() {
         if i == 0 {
             principal.client = v.client.clone();
@@ -563,43 +560,16 @@ fn principal(
                     principal.upstream_remove.push(name.clone());
                 }
             }
-            Location::Param(name) => params.push(name),
-            Location::Cookie(name) => cookies.push(name),
-        }
-    }
-    if !params.is_empty() {
-        let kept: Vec<&str> = request
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .filter(|pair| {
-                let name = pair.split_once('=').map_or(*pair, |(n, _)| n);
-                !pair.is_empty() && !params.contains(&name)
-            })
-            .collect();
-        let mut path = request.path_without_query().to_string();
-        if !kept.is_empty() {
-            path.push('?');
-            path.push_str(&kept.join("&"));
-        }
-        principal.upstream_set.push((":path".to_string(), path));
-    }
-    if !cookies.is_empty() {
-        let kept: Vec<&str> = request
-            .header_values("cookie")
-            .flat_map(|h| h.split(';'))
-            .map(str::trim)
-            .filter(|pair| {
-                let name = pair.split_once('=').map_or(*pair, |(n, _)| n);
-                !pair.is_empty() && !cookies.contains(&name)
-            })
-            .collect();
-        if kept.is_empty() {
-            principal.upstream_remove.push("cookie".to_string());
-        } else {
-            principal
-                .upstream_set
-                .push(("cookie".to_string(), kept.join("; ")));
+            Location::Param(name) => {
+                if !principal.remove_params.contains(name) {
+                    principal.remove_params.push(name.clone());
+                }
+            }
+            Location::Cookie(name) => {
+                if !principal.remove_cookies.contains(name) {
+                    principal.remove_cookies.push(name.clone());
+                }
+            }
         }
     }
     principal

@@ -576,23 +576,146 @@ fn token_sources() {
 }
 
 #[test]
-fn cors_preflight_passes_authentication() {
-    let policy = policy();
-    let h = [
+fn cors_preflight_authenticates_unless_allowed_and_bodiless() {
+    let preflight = [
         (":method", "OPTIONS"),
-        (":path", "/api/orders"),
+        (":path", "/api/orders?access_token=forged"),
         ("origin", "https://app.test"),
         ("access-control-request-method", "POST"),
+        ("authorization", "Bearer forged"),
     ];
-    let hv: Vec<(String, String)> = h
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let d = policy.evaluate(&Request::new(&hv, None), &MemoryHost::at(NOW));
-    assert_eq!(d.verdict, Verdict::Allow);
-    // An OPTIONS without the preflight headers is authenticated.
-    let d = policy.evaluate(&Request::new(&hv[..2], None), &MemoryHost::at(NOW));
-    assert_eq!(reason(&d), "jwt_missing");
+    let to_vec = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let hv = to_vec(&preflight);
+    let evaluate = |policy: &Policy, h: &[(String, String)]| {
+        policy.evaluate(&Request::new(h, None), &MemoryHost::at(NOW))
+    };
+    // The default: a preflight authenticates like any request (here a forged token fails).
+    assert_eq!(reason(&evaluate(&policy(), &hv)), "jwt_malformed");
+    let cors = |rule: Value, top: Value| {
+        let mut rule_json = json!({"name": "api", "match": {"prefix": "/api"}, "auth": ["corp"]});
+        for (k, v) in rule.as_object().unwrap() {
+            rule_json[k] = v.clone();
+        }
+        let mut config = json!({"jwt_providers": {"corp": provider(json!({"from_params": ["access_token"],
+            "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}]}))},
+            "rules": [rule_json]});
+        for (k, v) in top.as_object().unwrap() {
+            config[k] = v.clone();
+        }
+        compile(config.to_string().as_bytes()).unwrap()
+    };
+    // Allowed (rule level, or top level when the rule does not say): it passes, carrying
+    // none of the rule's credential locations.
+    for policy in [
+        cors(json!({"cors_preflight": "allow"}), json!({})),
+        cors(json!({}), json!({"cors_preflight": "allow"})),
+    ] {
+        let d = evaluate(&policy, &hv);
+        assert_eq!(d.verdict, Verdict::Allow, "{d:?}");
+        assert!(d.upstream_remove.contains(&"authorization".to_string()));
+        assert!(d
+            .upstream_set
+            .contains(&(":path".to_string(), "/api/orders".to_string())));
+        // An OPTIONS without the preflight headers is authenticated (the forged query token).
+        assert_eq!(reason(&evaluate(&policy, &hv[..2])), "jwt_malformed");
+        // A "preflight" with a body is not one a browser sends: authenticated.
+        let mut with_body = to_vec(&preflight[..4]);
+        with_body.push(("content-length".into(), "5".into()));
+        assert_eq!(reason(&evaluate(&policy, &with_body)), "jwt_malformed");
+        let streamed = Request::new(&hv[..4], None).with_end_of_stream(false);
+        let d = policy.evaluate(&streamed, &MemoryHost::at(NOW));
+        assert_eq!(reason(&d), "jwt_malformed");
+    }
+    // The rule's own choice wins over the top level's.
+    let policy = cors(
+        json!({"cors_preflight": "authenticate"}),
+        json!({"cors_preflight": "allow"}),
+    );
+    assert_eq!(reason(&evaluate(&policy, &hv[..4])), "jwt_malformed");
+}
+
+#[test]
+fn credentials_that_failed_or_were_not_used_are_removed_too() {
+    let key_sha = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"; // "foo"
+    let config = |forward: bool| {
+        let config = json!({
+            "jwt_providers": {"corp": provider(json!({"forward": forward,
+                "from_headers": [{"name": "authorization", "value_prefix": "Bearer "}],
+                "from_params": ["access_token"], "from_cookies": ["session"]}))},
+            "api_keys": {"from_headers": ["x-api-key"], "from_params": ["api_key"],
+                         "forward": forward, "clients": [{"id": "a", "sha256": key_sha}]},
+            "rules": [{"name": "api", "match": {"prefix": "/api"}, "auth": ["corp", "api_key"]}]
+        });
+        compile(config.to_string().as_bytes()).unwrap()
+    };
+    // A forged alg:none token next to a valid API key: the key wins, the token is removed,
+    // wherever it was, even when the provider forwards its own (valid) tokens.
+    let none = format!(
+        "{}.{}.",
+        b64(br#"{"alg":"none"}"#),
+        b64(br#"{"sub":"admin"}"#)
+    );
+    for forward in [false, true] {
+        let policy = config(forward);
+        let d = request_with(
+            &policy,
+            &[(":path", "/api/orders?api%5Fkey=EVIL&x=1&api_key=foo")],
+            &MemoryHost::at(NOW),
+        );
+        // Two keys (one by its decoded name): ambiguous, refused.
+        assert_eq!(reason(&d), "api_key_unknown", "forward {forward}");
+
+        let d = request_with(
+            &policy,
+            &[
+                (":path", "/api/orders?x=1&access%5Ftoken=t&access_token=u"),
+                ("authorization", &format!("Bearer {none}")),
+                ("x-api-key", "foo"),
+                ("cookie", "session=forged; theme=dark"),
+            ],
+            &MemoryHost::at(NOW),
+        );
+        // The JWT method failed (its tokens are forged) and the API key succeeded.
+        assert_eq!(d.verdict, Verdict::Allow, "forward {forward}: {d:?}");
+        assert_eq!(d.client.as_deref(), Some("api_key:a"));
+        assert!(d.upstream_remove.contains(&"authorization".to_string()));
+        assert_eq!(
+            d.upstream_remove.contains(&"x-api-key".to_string()),
+            !forward,
+            "the key that succeeded is kept only when forwarded"
+        );
+        assert!(d
+            .upstream_set
+            .contains(&(":path".into(), "/api/orders?x=1".into())));
+        assert!(d
+            .upstream_set
+            .contains(&("cookie".into(), "theme=dark".into())));
+    }
+
+    // A valid token wins: an API key presented too (never checked) is removed.
+    let token = mint::token(&header("RS256"), &claims());
+    let d = request_with(
+        &config(true),
+        &[
+            ("authorization", &format!("Bearer {token}")),
+            ("x-api-key", "forged"),
+            ("X_Api_Key", "forged"),
+            (":path", "/api/orders?api%5fkey=forged"),
+        ],
+        &MemoryHost::at(NOW),
+    );
+    assert_eq!(d.verdict, Verdict::Allow, "{d:?}");
+    assert!(!d.upstream_remove.contains(&"authorization".to_string()));
+    assert!(d.upstream_remove.contains(&"x-api-key".to_string()));
+    assert!(d.upstream_remove.contains(&"X_Api_Key".to_string()));
+    assert!(d
+        .upstream_set
+        .contains(&(":path".into(), "/api/orders".into())));
 }
 
 #[test]
@@ -625,7 +748,7 @@ fn scopes_claim_headers_payload_and_forwarding() {
         .contains(&("x-jwt-sub".into(), "alice".into())));
     assert!(d
         .upstream_set
-        .contains(&("x-jwt-roles".into(), "a,b".into())));
+        .contains(&("x-jwt-roles".into(), r#"["a","b"]"#.into())));
     let payload = token.split('.').nth(1).unwrap();
     assert!(d
         .upstream_set
