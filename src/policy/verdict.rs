@@ -31,11 +31,14 @@ pub enum Reason {
     ThreatXss,
     ThreatTraversal,
     IpDenied,
+    PathInvalid,
+    MethodNotAllowed,
+    NoRule,
 }
 
 impl Reason {
     /// Every reason, for metrics defined up front.
-    pub const ALL: [Reason; 25] = [
+    pub const ALL: [Reason; 28] = [
         Reason::HttpsRequired,
         Reason::JwtMissing,
         Reason::JwtMalformed,
@@ -61,6 +64,9 @@ impl Reason {
         Reason::ThreatXss,
         Reason::ThreatTraversal,
         Reason::IpDenied,
+        Reason::PathInvalid,
+        Reason::MethodNotAllowed,
+        Reason::NoRule,
     ];
 
     /// The stable machine code, as in problem+json `reason`, logs and metrics.
@@ -91,6 +97,9 @@ impl Reason {
             Reason::ThreatXss => "threat_xss",
             Reason::ThreatTraversal => "threat_traversal",
             Reason::IpDenied => "ip_denied",
+            Reason::PathInvalid => "path_invalid",
+            Reason::MethodNotAllowed => "method_not_allowed",
+            Reason::NoRule => "no_rule",
         }
     }
 
@@ -119,7 +128,9 @@ impl Reason {
             Reason::RateLimited | Reason::RateLimitUnavailable => 429,
             Reason::BodyTooLarge => 413,
             Reason::MediaType => 415,
-            Reason::BodyInvalid | Reason::BodySchema => 400,
+            Reason::BodyInvalid | Reason::BodySchema | Reason::PathInvalid => 400,
+            Reason::MethodNotAllowed => 405,
+            Reason::NoRule => 404,
         }
     }
 
@@ -151,6 +162,9 @@ impl Reason {
             Reason::ThreatXss => "The request looks like cross-site scripting",
             Reason::ThreatTraversal => "The request looks like path traversal",
             Reason::IpDenied => "The client address is not allowed",
+            Reason::PathInvalid => "The request path is not accepted",
+            Reason::MethodNotAllowed => "The method is not allowed on this path",
+            Reason::NoRule => "No rule of this API matches the request",
         }
     }
 }
