@@ -280,55 +280,47 @@ fn check_path(value: &str, at: &JsonPath) -> Result<(), ConfigError> {
 }
 
 /// Warnings for rules that probably do not say what they mean: a rule with `match.methods`
-/// and `other_methods: next` whose other methods, on its paths, fall to a later rule (or to
-/// no rule under `default: allow`) that demands less of them.
+/// and `other_methods: next` whose other methods, on its paths, fall to a later rule that
+/// takes any method and demands less, or to no rule at all under `default: allow`. A later
+/// rule that lists its own methods was meant for them and is not warned about.
 pub fn shadow_warnings(rules: &[Rule], default: DefaultAction) -> Vec<String> {
     let mut warnings = Vec::new();
     for (index, rule) in rules.iter().enumerate() {
         if rule.matcher.methods.is_empty() || rule.other_methods == OtherMethods::Deny {
             continue;
         }
-        let later = rules.iter().skip(index + 1);
-        for other in later.clone() {
-            if paths_overlap(&rule.matcher, &other.matcher)
-                && takes_other_methods(rule, other)
-                && demands_less(other, rule)
-            {
+        let methods = rule.matcher.methods.join(", ");
+        let mut ended = false;
+        for other in rules.iter().skip(index + 1) {
+            if !paths_overlap(&rule.matcher, &other.matcher) {
+                continue;
+            }
+            let takes_any = other.matcher.methods.is_empty();
+            if takes_any && demands_less(other, rule) {
                 warnings.push(format!(
-                    "rule `{}` takes only {} on its paths; other methods there fall to rule `{}`, \
-                     which demands less (add \"other_methods\": \"deny\" to `{}`, or a rule for \
-                     those methods)",
-                    rule.name,
-                    rule.matcher.methods.join(", "),
-                    other.name,
-                    rule.name
+                    "rule `{}` takes only {methods} on its paths; other methods there fall to \
+                     rule `{}`, which demands less (add \"other_methods\": \"deny\" to `{}`, \
+                     or give `{}` the methods it is for)",
+                    rule.name, other.name, rule.name, other.name
                 ));
             }
+            if (takes_any || other.other_methods == OtherMethods::Deny)
+                && covers(&other.matcher, &rule.matcher)
+            {
+                ended = true;
+                break;
+            }
         }
-        let covered = later
-            .clone()
-            .any(|other| other.matcher.methods.is_empty() && covers(&other.matcher, &rule.matcher));
-        if !covered && default == DefaultAction::Allow && demands_anything(rule) {
+        if !ended && default == DefaultAction::Allow && demands_anything(rule) {
             warnings.push(format!(
-                "rule `{}` takes only {} on its paths; other methods there may match no rule and \
-                 pass unchecked (add \"other_methods\": \"deny\" to `{}`, or \"default\": \"deny\")",
-                rule.name,
-                rule.matcher.methods.join(", "),
-                rule.name
+                "rule `{}` takes only {methods} on its paths; other methods there may match no \
+                 rule and pass unchecked (add \"other_methods\": \"deny\" to `{}`, or \
+                 \"default\": \"deny\")",
+                rule.name, rule.name
             ));
         }
     }
     warnings
-}
-
-/// Whether `other` can take a method that `rule` does not.
-fn takes_other_methods(rule: &Rule, other: &Rule) -> bool {
-    other.matcher.methods.is_empty()
-        || other
-            .matcher
-            .methods
-            .iter()
-            .any(|m| !rule.matcher.matches_method(m))
 }
 
 /// Whether some path can match both (compared in lower case when either ignores case).
