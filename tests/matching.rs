@@ -386,3 +386,36 @@ fn bad_values_of_the_matching_keys_are_refused() {
         assert!(log.contains(want), "{config}: {log}");
     }
 }
+
+/// The README's complete example gives PATCH and DELETE on /api/orders a 405, not the read
+/// rule (checked on the core: the example needs an identity provider's cluster to load).
+#[test]
+fn the_readme_example_keeps_other_methods_from_the_read_rule() {
+    let readme = std::fs::read_to_string(common::root().join("README.md")).unwrap();
+    let example = readme
+        .split("A complete example:\n\n```json\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("README has its complete example");
+    let policy = api_guard::config::compile(example.as_bytes()).expect("the example compiles");
+    assert_eq!(policy.warnings, Vec::<String>::new());
+    let host = api_guard::policy::testing::MemoryHost::default();
+    for (method, want) in [
+        ("PATCH", "method_not_allowed"),
+        ("DELETE", "method_not_allowed"),
+    ] {
+        let headers: Vec<(String, String)> = [
+            (":method", method),
+            (":path", "/api/orders/1"),
+            (":authority", "api.example.com"),
+            ("x-forwarded-proto", "https"),
+        ]
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+        let request = api_guard::policy::Request::new(&headers, Some("10.0.0.1:1234"));
+        let decision = policy.evaluate(&request, &host);
+        assert_eq!(decision.reason_code(), want, "{method}");
+        assert_eq!(decision.rule.as_deref(), Some("orders"));
+    }
+}

@@ -932,6 +932,25 @@ mod tests {
             compile(denied.as_bytes()).unwrap().warnings,
             Vec::<String>::new()
         );
+
+        // A later rule listing its own methods was meant for them; what neither takes may
+        // still match no rule.
+        let split = alone.replace(
+            r#""auth":["api_key"]}]}"#,
+            r#""auth":["api_key"]},
+            {"name":"read","match":{"prefix":"/api/","methods":["GET"]},"auth":["api_key"]}]}"#,
+        );
+        let warnings = compile(split.as_bytes()).unwrap().warnings;
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings.iter().all(|w| w.contains("match no rule")));
+        let closed = split.replace(
+            r#""methods":["GET"]},"auth""#,
+            r#""methods":["GET"]},"other_methods":"deny","auth""#,
+        );
+        assert_eq!(
+            compile(closed.as_bytes()).unwrap().warnings,
+            Vec::<String>::new()
+        );
     }
 
     #[test]
