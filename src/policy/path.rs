@@ -22,9 +22,10 @@ pub struct PathRefusal(pub &'static str);
 /// - empty segments (`//`) and dot segments (`.`, `..`, also `%2e`) are resolved, never above
 ///   the root; a trailing `/` is kept;
 /// - refused: a path not starting with `/`; an escaped `/` or `\` (`%2F`, `%5C`, any case)
-///   and an escaped `%` that would decode to one of `/ \ . %` (`%252F`), because upstreams
-///   disagree on whether they separate segments; a raw `\`, `#`, space, control or non-ASCII
-///   byte; an escape that is not `%` and two hex digits; an escaped control character or NUL.
+///   (upstreams disagree on whether they separate segments); an escaped escape (`%252F`,
+///   `%2561`: what an upstream that decodes twice reads cannot be matched once); a raw `\`,
+///   `#`, space, control or non-ASCII byte; an escape that is not `%` and two hex digits; an
+///   escaped control character or NUL.
 pub fn canonical_path(raw: &str) -> Result<Cow<'_, str>, PathRefusal> {
     if !raw.starts_with('/') {
         return Err(PathRefusal("the path must start with '/'"));
@@ -107,7 +108,9 @@ fn decode_segment(raw: &str) -> Result<String, PathRefusal> {
                     }
                     b';' => return Ok(out),
                     b'%' => {
-                        if let Some(b'/' | b'\\' | b'.' | b'%') = hex_pair_at(bytes, i) {
+                        // `%2561` is `a` to an upstream that decodes twice: any escape of an
+                        // escape is refused, not only of separators.
+                        if hex_pair_at(bytes, i).is_some() {
                             return Err(PathRefusal("a doubly escaped path is refused"));
                         }
                         out.push_str("%25");
@@ -245,6 +248,8 @@ mod tests {
             "/api%255Corders",
             "/api/%252e%252e/x",
             "/api%2525",
+            "/%2561pi/orders",
+            "/api/%25c3%25a9",
             "/api\\orders",
             "/api/orders#x",
             "/api/%00",
