@@ -462,8 +462,12 @@ mod tests {
                 "rules[0].match.prefix: expected the path in canonical form (requests are matched on it): write \"/api/x\"",
             ),
             (
-                r#"{"rules":[{"match":{"path":"/a/./b/../c"}}]}"#,
-                "rules[0].match.path: expected the path in canonical form (requests are matched on it): write \"/a/c\"",
+                r#"{"rules":[{"match":{"path":"/a/./b"}}]}"#,
+                "rules[0].match.path: expected the path in canonical form (requests are matched on it): write \"/a/b\"",
+            ),
+            (
+                r#"{"rules":[{"match":{"path":"/a/../b"}}]}"#,
+                "rules[0].match.path: expected a canonical path: a '..' segment",
             ),
             (
                 r#"{"rules":[{"match":{"prefix":"/api;v=1"}}]}"#,

@@ -791,12 +791,10 @@ mod tests {
             "/api//orders",
             "//api/orders",
             "/./api/orders",
-            "/x/../api/orders",
             "/api;x/orders",
             "/api/orders;v=1",
             "/%61pi/orders",
             "/api/%2e/orders?x=/",
-            "/public/..;/api/orders",
         ] {
             assert_eq!(
                 decide_on(config, "GET", path).rule.as_deref(),
@@ -808,7 +806,7 @@ mod tests {
             decide_on(config, "GET", "/API/orders").rule.as_deref(),
             Some("open")
         );
-        for path in ["/admin", "/admin/", "/admin;x", "/x/../admin"] {
+        for path in ["/admin", "/admin/", "/admin;x", "/./admin"] {
             assert_eq!(
                 decide_on(config, "GET", path).rule.as_deref(),
                 Some("exact"),
@@ -827,6 +825,8 @@ mod tests {
             "/api%5corders",
             "/api%252Forders",
             "/api\\orders",
+            "/x/../api/orders",
+            "/public/..;/api/orders",
             "*",
         ] {
             let d = decide_on(config, "GET", path);
