@@ -39,6 +39,9 @@ pub fn canonical_path(raw: &str) -> Result<Cow<'_, str>, PathRefusal> {
     // The first split part is the empty string before the leading '/'.
     for raw_segment in raw.split('/').skip(1) {
         let segment = decode_segment(raw_segment)?;
+        if has_escaped_escape(&segment) {
+            return Err(PathRefusal("a doubly escaped path is refused"));
+        }
         trailing_slash = false;
         match segment.as_str() {
             "" | "." => trailing_slash = true,
@@ -109,14 +112,7 @@ fn decode_segment(raw: &str) -> Result<String, PathRefusal> {
                         return Err(PathRefusal("an escaped '/' or '\\' in the path is refused"))
                     }
                     b';' => return Ok(out),
-                    b'%' => {
-                        // `%2561` is `a` to an upstream that decodes twice: any escape of an
-                        // escape is refused, not only of separators.
-                        if hex_pair_at(bytes, i).is_some() {
-                            return Err(PathRefusal("a doubly escaped path is refused"));
-                        }
-                        out.push_str("%25");
-                    }
+                    b'%' => out.push_str("%25"),
                     v if v < 0x20 || v == 0x7f => {
                         return Err(PathRefusal("an escaped control character is refused"))
                     }
@@ -130,7 +126,8 @@ fn decode_segment(raw: &str) -> Result<String, PathRefusal> {
             }
             b';' => return Ok(out),
             b'\\' => return Err(PathRefusal("a '\\' in the path is refused")),
-            b'#' => return Err(PathRefusal("a '#' in the path is refused")),
+            // The query is split off before; a '?' here means the caller did not.
+            b'#' | b'?' => return Err(PathRefusal("a '#' or '?' in the path is refused")),
             b if b <= 0x20 || b >= 0x7f => {
                 return Err(PathRefusal(
                     "a space, control or non-ASCII byte in the path is refused",
@@ -143,6 +140,16 @@ fn decode_segment(raw: &str) -> Result<String, PathRefusal> {
         }
     }
     Ok(out)
+}
+
+/// Whether a decoded segment holds `%25` and two hex digits: `%2561` (also `%252%61`, whose
+/// `%61` is decoded first) is `a` to an upstream that decodes twice. Any escape of an escape
+/// is refused, not only of separators.
+fn has_escaped_escape(segment: &str) -> bool {
+    let bytes = segment.as_bytes();
+    segment
+        .match_indices("%25")
+        .any(|(at, _)| hex_pair_at(bytes, at + 3).is_some())
 }
 
 /// The byte escaped by `%XX` at `at` (where `bytes[at]` is `%`).
@@ -254,8 +261,11 @@ mod tests {
             "/api%2525",
             "/%2561pi/orders",
             "/api/%25c3%25a9",
+            "/6e/6e0%252%652",
+            "/a%25%32%66",
             "/api\\orders",
             "/api/orders#x",
+            "/x//xx/?.",
             "/api/%00",
             "/api/%0a",
             "/api/%7f",
