@@ -245,6 +245,14 @@ fn other_spellings_of_a_protected_path_need_the_credential() {
                 );
             }
         }
+        for path in spellings {
+            let r = curl(&envoy, true, "GET", path, &[], None);
+            assert!(
+                r.status >= 300,
+                "{settings_name}: HTTP/2 GET {path} passed without a credential: {}",
+                r.status
+            );
+        }
         assert_eq!(
             envoy.upstream.count(),
             0,
