@@ -252,5 +252,10 @@ fn demo_policy_keeps_other_methods_from_the_read_rule() {
         assert_eq!(envoy.upstream.count(), 0, "defaults={envoy_defaults}");
         let r = client.must_get("/api/orders", &[("authorization", &reader)]);
         assert_eq!(r.status, 200, "{}", r.text());
+        assert!(
+            !envoy.log().contains("configuration warning"),
+            "{}",
+            envoy.log()
+        );
     }
 }
