@@ -16,6 +16,8 @@ Run it with `make bench`. Settings (environment):
   BENCH_CHECKS       0 skips the checks of response headers (for experimental builds)
   BENCH_ROUTES       direct or up: measure only that route (default both)
   ENVOY_BIN          Envoy (default .venv/bin/envoy)
+  BENCH_SCREENING    1: measure only what screening a large body costs (no wrk; a few
+                     seconds), and print a markdown table instead of writing BENCH_OUT
 
 Standard library only, plus `cryptography` (to mint JWTs) which the Makefile provides.
 """
@@ -940,7 +942,96 @@ def report(info, results, memory, started, finished):
     return "\n".join(lines) + "\n"
 
 
+def screening_body(size=1_000_000):
+    """A JSON array of short strings that are not plain words (each one goes through the
+    detector): the costliest body per byte for screening."""
+    items = []
+    length = 2
+    i = 0
+    while length < size - 16:
+        item = f'"a b{i % 1000}"'
+        items.append(item)
+        length += len(item) + 1
+        i += 1
+    return ("[" + ",".join(items) + "]").encode()
+
+
+def screening_cost(upstream_port, requests=5):
+    """Envoy CPU and wall time per 1 MB JSON POST under `threats: log` (a `body` block), with
+    the default budget and with a budget large enough to scan it all (as before the budget),
+    and under `threats: block` with the default budget (refused when the budget runs out)."""
+    body = screening_body()
+    variants = [
+        ("threats: off", {"rules": [{"match": {"prefix": "/up"}, "threats": "off", "body": {}}]}),
+        ("threats: log, budget 64 MiB (everything scanned, as before the budget)",
+         {"threat_scan_max_bytes": 64 * 1024 * 1024,
+          "rules": [{"match": {"prefix": "/up"}, "threats": "log", "body": {}}]}),
+        ("threats: log, default budget (1 MiB)",
+         {"rules": [{"match": {"prefix": "/up"}, "threats": "log", "body": {}}]}),
+        ("threats: block, default budget (1 MiB)",
+         {"rules": [{"match": {"prefix": "/up"}, "threats": "block", "body": {}}]}),
+    ]
+    rows = []
+    for i, (title, config) in enumerate(variants):
+        envoy = Envoy(f"screening-{i}", bootstrap([api_guard_filter(config)], upstream_port))
+        try:
+            if not envoy.wait_ready():
+                raise BenchError(f"{title}: Envoy did not start:\n{envoy.log()[-3000:]}")
+            headers = {"content-type": "application/json"}
+            get(envoy.port, "/up", headers, "POST", body)  # warm-up
+            cpu0 = cpu_seconds(envoy.proc.pid)
+            walls, statuses = [], set()
+            for _ in range(requests):
+                t0 = time.perf_counter()
+                status, _ = get(envoy.port, "/up", headers, "POST", body)
+                walls.append(time.perf_counter() - t0)
+                statuses.add(status)
+            cpu = (cpu_seconds(envoy.proc.pid) - cpu0) / requests
+            rows.append((title, statistics.median(walls), cpu, sorted(statuses)))
+        finally:
+            envoy.stop()
+    lines = [f"POST of a {len(body):,}-byte JSON array of {body.count(b',') + 1:,} short strings "
+             f"(`\"a b123\"`), {requests} times after a warm-up, one worker; Envoy {ENVOY_VERSION()}.",
+             "", "| rule | status | wall time per request (median) | Envoy CPU per request |",
+             "|---|---|---:|---:|"]
+    for title, wall, cpu, statuses in rows:
+        lines.append(f"| {title} | {', '.join(map(str, statuses))} | {wall * 1000:.0f} ms | {cpu * 1000:.0f} ms |")
+    return "\n".join(lines)
+
+
+def screening_section(table):
+    """The RESULTS.md section for `screening_cost`'s table."""
+    return ("## Screening a large body (issue 14)\n\n"
+            "CPU is the api-guard Envoy's user + system time (`/proc/<pid>/stat`, 10 ms ticks) "
+            "divided by the requests; wall time includes the upstream. Each string goes through "
+            "the detector (not a plain word). Run alone with `BENCH_SCREENING=1 python3 "
+            "bench/bench.py` (about 30 s).\n\n" + table + "\n\n"
+            "The budget counts each detector call as 256 bytes on top of its input, so such a body "
+            "exhausts the default budget after about 4,000 strings: what a client can buy is "
+            "bounded by `threat_scan_max_bytes`, not by `max_bytes` (docs/request-model.md, "
+            "\"What is screened\").\n")
+
+
+def ENVOY_VERSION():
+    try:
+        out = subprocess.run([ENVOY, "--version"], capture_output=True, text=True).stdout
+        m = re.search(r"version: [0-9a-f]+/([0-9.]+)/", out)
+        return m.group(1) if m else "?"
+    except OSError:
+        return "?"
+
+
 def main():
+    if os.environ.get("BENCH_SCREENING") == "1":
+        upstream = Envoy("upstream", upstream_bootstrap())
+        try:
+            if not upstream.wait_ready():
+                raise BenchError(f"upstream Envoy did not start:\n{upstream.log()[-3000:]}")
+            print(screening_section(screening_cost(upstream.port)))
+        finally:
+            upstream.stop()
+            shutil.rmtree(WORK, ignore_errors=True)
+        return
     if not os.path.exists(ENVOY):
         raise BenchError(f"Envoy not found at {ENVOY}: run `make envoy` or set ENVOY_BIN")
     if not os.path.exists(MODULE):
@@ -968,10 +1059,12 @@ def main():
         if MEMORY:
             log("memory: 100,000 distinct clients")
             memory = measure_memory(upstream.port)
+        log("screening a large body")
+        screening = screening_section(screening_cost(upstream.port))
     finally:
         upstream.stop()
     finished = datetime.datetime.now(datetime.timezone.utc)
-    text = report(info, results, memory, started, finished)
+    text = report(info, results, memory, started, finished) + "\n" + screening
     with open(OUT, "w") as f:
         f.write(text)
     print(text)

@@ -1,5 +1,6 @@
-//! Any bytes as a path, a query, a header value and a form body through the threat detector
-//! (URL decoding, double encoding, libinjection): a verdict, never a panic.
+//! Any bytes as a path, a query, a header value and a body of every kind (form, multipart,
+//! text, JSON, UTF-16) through the threat detector (URL decoding, double encoding,
+//! libinjection): a verdict, never a panic.
 #![no_main]
 
 use api_guard::policy::screen::threats;
@@ -12,6 +13,9 @@ fuzz_target!(|data: &[u8]| {
     let _ = threats::scan_form(data);
     let _ = threats::has_traversal(data);
     let _ = threats::percent_decode(data, true);
+    for content_type in [None, Some("multipart/form-data; boundary=b"), Some("text/plain")] {
+        let _ = threats::Scanner::new(threats::DEFAULT_SCAN_BUDGET).scan_body(content_type, data);
+    }
     let target: String = text.chars().filter(|c| !c.is_control() && *c != ' ').collect();
     let headers = vec![
         (":method".to_string(), "GET".to_string()),

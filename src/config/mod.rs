@@ -53,6 +53,11 @@ pub struct RawConfig {
     pub headers: headers::RawHeaders,
     #[serde(default)]
     pub log: RawLog,
+    /// Bytes of threat screening per request (headers and body; each detector call also
+    /// counts 256 bytes). Past it, `threats: block` refuses with 413 `threat_scan_limit`
+    /// and `threats: log` records the cut.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1024, max = 67108864)))]
+    pub threat_scan_max_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -193,6 +198,10 @@ pub fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
     policy.owned_request_headers.extend(jwt.owned_headers);
     if let Some(ip) = &raw.ip {
         policy.ip = screen::compile_ip(ip, &root.key("ip"))?;
+    }
+    if let Some(budget) = raw.threat_scan_max_bytes {
+        policy.threat_scan_max_bytes =
+            screen::compile_scan_budget(budget, &root.key("threat_scan_max_bytes"))?;
     }
     Ok(policy)
 }

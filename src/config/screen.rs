@@ -38,6 +38,20 @@ pub fn compile_ip(raw: &RawIp, at: &JsonPath) -> Result<IpRules, ConfigError> {
     Ok(rules)
 }
 
+/// Bounds of `threat_scan_max_bytes`: below a typical request's headers every request on a
+/// `block` rule would be refused; above, the largest body Envoy would buffer here.
+const MIN_SCAN_BUDGET: u64 = 1024;
+const MAX_SCAN_BUDGET: u64 = 64 * 1024 * 1024;
+
+pub fn compile_scan_budget(budget: u64, at: &JsonPath) -> Result<u64, ConfigError> {
+    if !(MIN_SCAN_BUDGET..=MAX_SCAN_BUDGET).contains(&budget) {
+        return Err(at.error(format!(
+            "expected {MIN_SCAN_BUDGET} to {MAX_SCAN_BUDGET} bytes of screening per request"
+        )));
+    }
+    Ok(budget)
+}
+
 #[cfg(test)]
 mod tests {
     use crate::config::{compile, refusal};
@@ -74,6 +88,26 @@ mod tests {
                 r#"{"rules":[{"match":{"prefix":"/"},"threats":true}]}"#,
                 "rules[0].threats: unexpected value",
             ),
+            (
+                r#"{"threat_scan_max_bytes":0}"#,
+                "threat_scan_max_bytes: expected 1024 to 67108864 bytes",
+            ),
+            (
+                r#"{"threat_scan_max_bytes":1023}"#,
+                "threat_scan_max_bytes: expected 1024 to 67108864 bytes",
+            ),
+            (
+                r#"{"threat_scan_max_bytes":67108865}"#,
+                "threat_scan_max_bytes: expected 1024 to 67108864 bytes",
+            ),
+            (
+                r#"{"threat_scan_max_bytes":-1}"#,
+                "threat_scan_max_bytes: expected u64",
+            ),
+            (
+                r#"{"threat_scan_max_bytes":"1MiB"}"#,
+                "threat_scan_max_bytes: expected u64",
+            ),
         ];
         for (json, want) in table {
             let got = refusal(json);
@@ -93,5 +127,8 @@ mod tests {
         .unwrap();
         assert_eq!(policy.ip.allow.len(), 2);
         assert_eq!(policy.rules[0].ip.allow.len(), 1);
+        assert_eq!(policy.threat_scan_max_bytes, 1024 * 1024);
+        let policy = compile(br#"{"threat_scan_max_bytes":4096}"#).unwrap();
+        assert_eq!(policy.threat_scan_max_bytes, 4096);
     }
 }

@@ -183,7 +183,7 @@ pub struct Rule {
     pub rate_limit: Option<usize>,
     /// The `body` block: checked in stage 5.
     pub body: Option<body::BodyRules>,
-    /// `threats`: SQLi/XSS/traversal screening of path, query, headers and JSON/form bodies.
+    /// `threats`: SQLi/XSS/traversal screening of path, query, headers and bodies.
     pub threats: screen::ThreatMode,
     /// The rule's own `ip` lists (the global ones apply too; deny wins).
     pub ip: screen::IpRules,
@@ -211,6 +211,8 @@ pub struct Policy {
     /// What the configuration probably does not mean (rules shadowed for some methods),
     /// logged as warnings when it is loaded.
     pub warnings: Vec<String>,
+    /// `threat_scan_max_bytes`: the screening budget of one request (headers and body).
+    pub threat_scan_max_bytes: u64,
 }
 
 impl Default for Policy {
@@ -240,6 +242,7 @@ impl Policy {
             ip: screen::IpRules::default(),
             default_action: DefaultAction::Allow,
             warnings: Vec::new(),
+            threat_scan_max_bytes: screen::threats::DEFAULT_SCAN_BUDGET,
         }
     }
 
@@ -387,6 +390,8 @@ impl Policy {
 
     /// Takes a token for the decision's client (authenticated identity, else `ip:<addr>`).
     /// For a global policy, a local pass leaves a call to the rate limit service to make.
+    /// A client with neither is refused (`client_ip_unknown`): such clients never share a
+    /// bucket.
     fn check_rate_limit(
         &self,
         policy: Option<usize>,
@@ -398,7 +403,9 @@ impl Policy {
             return Ok(());
         };
         self.resolve_client(decision, request);
-        let client = decision.client.as_deref().unwrap_or("ip:unknown");
+        let Some(client) = decision.client.as_deref() else {
+            return Err(client_ip::unknown_client());
+        };
         let Some(global) = &policy.global else {
             let headers = limit::check(policy, &self.rate_limit_table, client, host)?;
             decision.response_headers.extend(headers);
@@ -456,7 +463,11 @@ impl Policy {
         else {
             return decision;
         };
-        let client = decision.client.as_deref().unwrap_or("ip:unknown");
+        // A global call is only made for a named client (`check_rate_limit`).
+        let Some(client) = decision.client.as_deref() else {
+            decision.verdict = Verdict::Deny(client_ip::unknown_client());
+            return decision;
+        };
         let (outcome, denial) = match answer {
             Some(answer) if !answer.over_limit => {
                 decision
@@ -490,10 +501,15 @@ impl Policy {
 
     /// Names the decision's client when no credential did: `ip:<address>` of the client
     /// address (`client_ip`), read from the request only now. Call it before anything that
-    /// shows or counts the client (rate limits, log lines).
+    /// shows or counts the client (rate limits, log lines). An unknown address leaves it
+    /// `None` (`-` in log lines).
     pub fn resolve_client(&self, decision: &mut Decision, request: &Request) {
         if decision.client.is_none() {
-            decision.client = self.client_ip.resolve(request).map(|ip| format!("ip:{ip}"));
+            // IPv4-mapped IPv6 (`::ffff:192.0.2.1`) is the IPv4 client: one name, one bucket.
+            decision.client = self
+                .client_ip
+                .resolve(request)
+                .map(|ip| format!("ip:{}", ip.to_canonical()));
         }
     }
 
@@ -535,14 +551,63 @@ impl Policy {
         }
         let denial =
             Denial::new(Reason::HttpsRequired).with_detail("this API is served over HTTPS only");
+        // The Host is the client's: redirect only to an authority that is one (a host name
+        // or IP, an optional port), never to `evil.example/x`, `a@b` or a header-splitting
+        // value; anything else gets the plain 403.
+        let path = request.path();
         match (self.hardening.require_https, request.authority()) {
-            (HttpsPolicy::Redirect, Some(authority)) => {
-                let location = format!("https://{}{}", authority, request.path());
+            (HttpsPolicy::Redirect, Some(authority))
+                if is_redirect_authority(authority) && path.starts_with('/') =>
+            {
+                let location = format!("https://{authority}{path}");
                 Err(denial.redirect(308, location))
             }
             _ => Err(denial),
         }
     }
+}
+
+/// Whether `authority` is `host[:port]` as RFC 3986 section 3.2 writes it, with `host` an
+/// IP literal (`[2001:db8::1]`), or a reg-name of letters, digits, `-`, `.`, `_` and `~` (an
+/// IPv4 address is one too). The reg-name's percent-escapes and sub-delimiters, legal but
+/// never part of a real host name, are refused, as are userinfo (`@`) and an empty port.
+fn is_redirect_authority(authority: &str) -> bool {
+    const MAX_BYTES: usize = 261; // a 255-byte DNS name and `:65535`
+    if authority.is_empty() || authority.len() > MAX_BYTES {
+        return false;
+    }
+    let (host_ok, port) = match authority.strip_prefix('[') {
+        Some(rest) => {
+            let Some((ip, after)) = rest.split_once(']') else {
+                return false;
+            };
+            let port = match after {
+                "" => None,
+                after => match after.strip_prefix(':') {
+                    Some(port) => Some(port),
+                    None => return false,
+                },
+            };
+            (ip.parse::<std::net::Ipv6Addr>().is_ok(), port)
+        }
+        None => {
+            let (host, port) = match authority.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            };
+            let reg_name = !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+            (reg_name, port)
+        }
+    };
+    let port_ok = port.is_none_or(|port| {
+        (1..=5).contains(&port.len())
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && port.parse::<u16>().is_ok()
+    });
+    host_ok && port_ok
 }
 
 #[cfg(test)]
@@ -723,6 +788,40 @@ mod tests {
         assert_eq!(d.client, None);
         policy.resolve_client(&mut d, &Request::new(&h, Some("203.0.113.7:4242")));
         assert_eq!(d.client.as_deref(), Some("ip:203.0.113.7"));
+        let mut d = policy.evaluate(&Request::new(&h, None), &MemoryHost::default());
+        policy.resolve_client(&mut d, &Request::new(&h, Some("[::ffff:203.0.113.7]:1")));
+        assert_eq!(d.client.as_deref(), Some("ip:203.0.113.7"));
+    }
+
+    #[test]
+    fn an_unknown_client_address_never_takes_a_shared_bucket() {
+        let local = r#"{"client_ip":{"xff_trusted_hops":1},
+            "rate_limits":{"one":{"requests":1,"per":"hour"}},
+            "rules":[{"name":"all","match":{"prefix":"/"},"rate_limit":"one"}]}"#;
+        let global = GLOBAL.replacen('{', r#"{"client_ip":{"xff_trusted_hops":1},"#, 1);
+        for config in [local, global.as_str()] {
+            let (policy, host) = ready(config);
+            for xff in ["", "garbage", "1.2.3.4,", "1.2.3.4, unknown"] {
+                for _ in 0..3 {
+                    let mut h = GET.to_vec();
+                    h.push(("x-forwarded-for", xff));
+                    let h = headers(&h);
+                    let d = policy.evaluate(&Request::new(&h, Some("127.0.0.1:1")), &host);
+                    assert_eq!(d.reason_code(), "client_ip_unknown", "{xff:?}");
+                    assert_eq!(d.global_call, None);
+                }
+            }
+            let h = headers(&GET);
+            let d = policy.evaluate(&Request::new(&h, None), &host);
+            assert_eq!(d.reason_code(), "client_ip_unknown");
+            // A known address has its own bucket.
+            let mut h = GET.to_vec();
+            h.push(("x-forwarded-for", "garbage, 192.0.2.1"));
+            let h = headers(&h);
+            let d = policy.evaluate(&Request::new(&h, Some("127.0.0.1:1")), &host);
+            assert_eq!(d.denial(), None, "{d:?}");
+            assert_eq!(d.client.as_deref(), Some("ip:192.0.2.1"));
+        }
     }
 
     #[test]
@@ -973,6 +1072,70 @@ mod tests {
             "location".to_string(),
             "https://example.com/api/x?q=1".to_string()
         )));
+    }
+
+    #[test]
+    fn require_https_redirects_only_to_a_checked_authority() {
+        let redirect = r#"{"headers":{"require_https":"redirect"}}"#;
+        let location = |authority: &str, path: &str| {
+            let pairs = [
+                (":method", "GET"),
+                (":path", path),
+                (":authority", authority),
+                ("x-forwarded-proto", "http"),
+            ];
+            let d = decide(redirect, &pairs);
+            let denial = d.enforced_denial().unwrap().clone();
+            assert_eq!(denial.reason, Reason::HttpsRequired);
+            let location = denial
+                .headers
+                .iter()
+                .find(|(n, _)| n == "location")
+                .map(|(_, v)| v.clone());
+            assert_eq!(denial.status, if location.is_some() { 308 } else { 403 });
+            location
+        };
+        for ok in [
+            "example.com",
+            "example.com:8443",
+            "api-1.example_x.com.",
+            "192.0.2.1",
+            "192.0.2.1:80",
+            "[2001:db8::1]",
+            "[2001:db8::1]:443",
+            "localhost:65535",
+        ] {
+            assert_eq!(
+                location(ok, "/a?b=1").as_deref(),
+                Some(format!("https://{ok}/a?b=1").as_str()),
+                "{ok}"
+            );
+        }
+        for hostile in [
+            "evil.example/x",
+            "evil.example\\x",
+            "good.example@evil.example",
+            "evil.example?",
+            "evil.example#",
+            "example.com:",
+            "example.com:65536",
+            "example.com:80:80",
+            "example.com:8a",
+            "exa mple.com",
+            "example.com\r\nset-cookie: a=b",
+            "[2001:db8::1",
+            "[2001:db8::1]x",
+            "[v1.fe]",
+            "[not-ip]:80",
+            "%65vil.example",
+            "a,b",
+            "évil.example",
+            &"a".repeat(300),
+        ] {
+            assert_eq!(location(hostile, "/a"), None, "{hostile:?}");
+        }
+        // A request target that is not a path is not redirected either.
+        assert_eq!(location("example.com", "*"), None);
     }
 
     #[test]

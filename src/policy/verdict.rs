@@ -30,15 +30,19 @@ pub enum Reason {
     ThreatSqli,
     ThreatXss,
     ThreatTraversal,
+    /// The request was too large to screen within `threat_scan_max_bytes`.
+    ThreatScanLimit,
     IpDenied,
     PathInvalid,
     MethodNotAllowed,
     NoRule,
+    /// The client address is needed (IP lists, an address-keyed rate limit) but unknown.
+    ClientIpUnknown,
 }
 
 impl Reason {
     /// Every reason, for metrics defined up front.
-    pub const ALL: [Reason; 28] = [
+    pub const ALL: [Reason; 30] = [
         Reason::HttpsRequired,
         Reason::JwtMissing,
         Reason::JwtMalformed,
@@ -63,10 +67,12 @@ impl Reason {
         Reason::ThreatSqli,
         Reason::ThreatXss,
         Reason::ThreatTraversal,
+        Reason::ThreatScanLimit,
         Reason::IpDenied,
         Reason::PathInvalid,
         Reason::MethodNotAllowed,
         Reason::NoRule,
+        Reason::ClientIpUnknown,
     ];
 
     /// The stable machine code, as in problem+json `reason`, logs and metrics.
@@ -96,10 +102,12 @@ impl Reason {
             Reason::ThreatSqli => "threat_sqli",
             Reason::ThreatXss => "threat_xss",
             Reason::ThreatTraversal => "threat_traversal",
+            Reason::ThreatScanLimit => "threat_scan_limit",
             Reason::IpDenied => "ip_denied",
             Reason::PathInvalid => "path_invalid",
             Reason::MethodNotAllowed => "method_not_allowed",
             Reason::NoRule => "no_rule",
+            Reason::ClientIpUnknown => "client_ip_unknown",
         }
     }
 
@@ -124,9 +132,10 @@ impl Reason {
             | Reason::ThreatSqli
             | Reason::ThreatXss
             | Reason::ThreatTraversal
-            | Reason::IpDenied => 403,
+            | Reason::IpDenied
+            | Reason::ClientIpUnknown => 403,
             Reason::RateLimited | Reason::RateLimitUnavailable => 429,
-            Reason::BodyTooLarge => 413,
+            Reason::BodyTooLarge | Reason::ThreatScanLimit => 413,
             Reason::MediaType => 415,
             Reason::BodyInvalid | Reason::BodySchema | Reason::PathInvalid => 400,
             Reason::MethodNotAllowed => 405,
@@ -161,10 +170,12 @@ impl Reason {
             Reason::ThreatSqli => "The request looks like SQL injection",
             Reason::ThreatXss => "The request looks like cross-site scripting",
             Reason::ThreatTraversal => "The request looks like path traversal",
+            Reason::ThreatScanLimit => "Request too large to screen",
             Reason::IpDenied => "The client address is not allowed",
             Reason::PathInvalid => "The request path is not accepted",
             Reason::MethodNotAllowed => "The method is not allowed on this path",
             Reason::NoRule => "No rule of this API matches the request",
+            Reason::ClientIpUnknown => "The client address could not be determined",
         }
     }
 }
@@ -283,6 +294,9 @@ pub struct Decision {
     /// Detections of a check in log mode (e.g. `threats: log`): logged and counted, never
     /// enforced.
     pub logged: Vec<Reason>,
+    /// Threat-screening budget spent by the header stage, carried over to the body stage
+    /// (`threat_scan_max_bytes` is per request).
+    pub threat_scan_used: u64,
     /// A global rate limit still to ask the rate limit service about (the shell's job).
     pub global_call: Option<GlobalCall>,
     /// How a global rate limit check ended, for the counters.
@@ -300,6 +314,7 @@ impl Decision {
             upstream_set: Vec::new(),
             response_headers: Vec::new(),
             logged: Vec::new(),
+            threat_scan_used: 0,
             global_call: None,
             global_outcome: None,
         }

@@ -3,6 +3,7 @@
 
 pub mod json;
 pub mod media;
+pub mod multipart;
 pub mod schema;
 
 use serde_json::Value;
@@ -19,6 +20,14 @@ pub const DEFAULT_MAX_BYTES: u64 = 1024 * 1024;
 pub const DEFAULT_MAX_DEPTH: usize = 32;
 /// serde_json parses with a recursion limit of 128; the structure check keeps below it.
 pub const MAX_MAX_DEPTH: usize = 100;
+
+/// Whether the request declares a content coding other than `identity` (gzip, br, ...):
+/// api-guard does not decompress, so such a body cannot be checked or screened.
+pub fn is_compressed(request: &Request) -> bool {
+    request
+        .header_values("content-encoding")
+        .any(|v| !v.trim().is_empty() && !v.trim().eq_ignore_ascii_case("identity"))
+}
 
 /// Methods that carry no body by convention: a rule's schema does not demand one of them.
 const BODYLESS_METHODS: [&str; 4] = ["GET", "HEAD", "DELETE", "OPTIONS"];
@@ -88,10 +97,7 @@ impl BodyRules {
         }
         // A compressed JSON body cannot be checked here (and would slip past the checks):
         // 415, as RFC 9110 section 15.5.16 says for an unsupported content coding.
-        let encoded = request
-            .header_values("content-encoding")
-            .any(|v| !v.trim().is_empty() && !v.trim().eq_ignore_ascii_case("identity"));
-        if encoded && BodyRules::json_media(request) {
+        if is_compressed(request) && BodyRules::json_media(request) {
             return Err(Denial::new(Reason::MediaType)
                 .with_detail("compressed request bodies are not accepted here"));
         }
@@ -110,20 +116,21 @@ impl BodyRules {
         Ok(())
     }
 
-    /// Whether the request declares a form body.
-    fn form_media(request: &Request) -> bool {
-        request
-            .header("content-type")
-            .and_then(MediaType::parse)
-            .is_some_and(|m| m.is_form())
-    }
-
     /// How the shell handles the body of a request that passed the header checks: JSON
-    /// bodies, and form bodies when they are scanned for threats, are buffered.
-    pub fn plan(&self, request: &Request, scan_forms: bool) -> BodyPlan {
+    /// bodies are buffered; so are form bodies when they are screened (`log`), and every body
+    /// under `threats: block`, which screens bodies whatever their media type. Under `log`,
+    /// other bodies keep streaming: buffering them could break large uploads that passed
+    /// before (Envoy's buffer limit).
+    pub fn plan(&self, request: &Request, threats: ThreatMode) -> BodyPlan {
+        let form = request
+            .header("content-type")
+            .is_some_and(|c| multipart::essence(c) == "application/x-www-form-urlencoded");
         if !request.body_expected() {
             BodyPlan::Skip
-        } else if BodyRules::json_media(request) || (scan_forms && BodyRules::form_media(request)) {
+        } else if BodyRules::json_media(request)
+            || threats == ThreatMode::Block
+            || (threats == ThreatMode::Log && form)
+        {
             BodyPlan::Buffer {
                 max_bytes: self.max_bytes,
             }
@@ -178,16 +185,29 @@ impl BodyRules {
 
 impl super::Policy {
     /// What the shell does with the body of a request whose header decision is `header`:
-    /// only an allowed request on a rule with a `body` block has its body looked at.
+    /// an allowed request on a rule with a `body` block, or on a `threats: block` rule (its
+    /// body is screened whatever its media type, up to `threat_scan_max_bytes`).
     pub fn body_plan(&self, request: &Request, header: &Decision) -> BodyPlan {
         if header.verdict != Verdict::Allow {
             return BodyPlan::Skip;
         }
-        match self.rule_for(request) {
-            Some(rule) => match &rule.body {
-                Some(body) => body.plan(request, rule.threats != ThreatMode::Off),
-                None => BodyPlan::Skip,
-            },
+        let Some(rule) = self.rule_for(request) else {
+            return BodyPlan::Skip;
+        };
+        match &rule.body {
+            Some(body) => {
+                let threats = if screens_body(rule, request) {
+                    rule.threats
+                } else {
+                    ThreatMode::Off
+                };
+                body.plan(request, threats)
+            }
+            None if rule.threats == ThreatMode::Block && request.body_expected() => {
+                BodyPlan::Buffer {
+                    max_bytes: self.threat_scan_max_bytes,
+                }
+            }
             None => BodyPlan::Skip,
         }
     }
@@ -198,36 +218,62 @@ impl super::Policy {
         let rule = self.rule_for(request);
         let mut decision = body_decision(header);
         if let Some(rule) = rule {
-            if let Some(rules) = &rule.body {
-                let mut found: Option<Reason> = None;
-                let scan = rule.threats != ThreatMode::Off;
-                let mut on_string = |s: &str| {
-                    if scan && found.is_none() {
-                        found = threats::scan_text(s);
-                    }
-                };
-                let result = rules
-                    .check_body(request, body, &mut on_string)
-                    .and_then(|()| {
-                        if scan && found.is_none() && BodyRules::form_media(request) {
-                            found = threats::scan_form(body);
-                        }
-                        screen::apply_threat(rule.threats, found, &mut decision)
-                    });
-                if let Err(denial) = result {
-                    decision.verdict = Verdict::Deny(denial);
-                }
+            if let Err(denial) = self.check_body(rule, request, body, header, &mut decision) {
+                decision.verdict = Verdict::Deny(denial);
             }
         }
         self.finish_body(rule, decision)
+    }
+
+    /// The `body` block's checks (JSON strings screened as they are read), then the
+    /// screening of every other body, within what is left of the request's budget.
+    fn check_body(
+        &self,
+        rule: &super::Rule,
+        request: &Request,
+        body: &[u8],
+        header: &Decision,
+        decision: &mut Decision,
+    ) -> Result<(), Denial> {
+        // A budget the header stage spent already was recorded there (a `log` note).
+        let scan =
+            screens_body(rule, request) && header.threat_scan_used <= self.threat_scan_max_bytes;
+        let mut scanner =
+            threats::Scanner::resume(self.threat_scan_max_bytes, header.threat_scan_used);
+        let mut found: Option<Reason> = None;
+        if let Some(rules) = &rule.body {
+            let mut on_string = |s: &str| {
+                if scan && found.is_none() {
+                    found = scanner.scan_text(s);
+                }
+            };
+            rules.check_body(request, body, &mut on_string)?;
+        }
+        // JSON bodies of a `body` block were screened while checked.
+        let screened = rule.body.is_some() && BodyRules::json_media(request);
+        if scan && found.is_none() && !screened {
+            found = scanner.scan_body(request.header("content-type"), body);
+        }
+        decision.threat_scan_used = scanner.used();
+        screen::apply_threat(rule.threats, found, decision)
     }
 
     /// Stage 5 for a body that passed `max_bytes` while it streamed in.
     pub fn body_overflow(&self, request: &Request, header: &Decision) -> Decision {
         let rule = self.rule_for(request);
         let mut decision = body_decision(header);
-        if let Some(rules) = rule.and_then(|r| r.body.as_ref()) {
-            decision.verdict = Verdict::Deny(rules.overflow());
+        if let Some(rule) = rule {
+            match &rule.body {
+                Some(rules) => decision.verdict = Verdict::Deny(rules.overflow()),
+                // Buffered for screening only, up to the budget: too large to screen.
+                None if rule.threats == ThreatMode::Block => {
+                    let found = Some(Reason::ThreatScanLimit);
+                    if let Err(denial) = screen::apply_threat(rule.threats, found, &mut decision) {
+                        decision.verdict = Verdict::Deny(denial);
+                    }
+                }
+                None => {}
+            }
         }
         self.finish_body(rule, decision)
     }
@@ -238,10 +284,18 @@ impl super::Policy {
     }
 }
 
+/// Whether a rule screens this request's body: `threats` is not `off` and the body is not
+/// compressed (under `block` a compressed body was refused from its headers; under `log` it
+/// goes on unscreened rather than scanned as compressed bytes).
+fn screens_body(rule: &super::Rule, request: &Request) -> bool {
+    rule.threats != ThreatMode::Off && !is_compressed(request)
+}
+
 fn body_decision(header: &Decision) -> Decision {
     let mut decision = Decision::allow(header.rule.clone());
     decision.client = header.client.clone();
     decision.logged = header.logged.clone();
+    decision.threat_scan_used = header.threat_scan_used;
     decision
 }
 
@@ -385,22 +439,33 @@ mod tests {
         let r = rules(&[], None);
         let json = h(&[("content-type", "application/json")]);
         let text = h(&[("content-type", "text/plain")]);
+        let (block, log, off) = (ThreatMode::Block, ThreatMode::Log, ThreatMode::Off);
         assert_eq!(
-            r.plan(&request(&json, false), false),
+            r.plan(&request(&json, false), off),
             BodyPlan::Buffer { max_bytes: 100 }
         );
+        // `block` buffers every body (screened whatever its media type); `log` only JSON
+        // and forms, so that other bodies keep streaming.
         assert_eq!(
-            r.plan(&request(&text, false), true),
-            BodyPlan::Count { max_bytes: 100 }
-        );
-        assert_eq!(r.plan(&request(&json, true), true), BodyPlan::Skip);
-        let form = h(&[("content-type", "application/x-www-form-urlencoded")]);
-        assert_eq!(
-            r.plan(&request(&form, false), true),
+            r.plan(&request(&text, false), block),
             BodyPlan::Buffer { max_bytes: 100 }
         );
+        for threats in [log, off] {
+            assert_eq!(
+                r.plan(&request(&text, false), threats),
+                BodyPlan::Count { max_bytes: 100 }
+            );
+        }
+        assert_eq!(r.plan(&request(&json, true), block), BodyPlan::Skip);
+        let form = h(&[("content-type", "application/x-www-form-urlencoded; x")]);
+        for threats in [block, log] {
+            assert_eq!(
+                r.plan(&request(&form, false), threats),
+                BodyPlan::Buffer { max_bytes: 100 }
+            );
+        }
         assert_eq!(
-            r.plan(&request(&form, false), false),
+            r.plan(&request(&form, false), off),
             BodyPlan::Count { max_bytes: 100 }
         );
     }

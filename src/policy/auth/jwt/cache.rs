@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 pub struct Verified {
     /// Index of the provider that verified it.
     pub provider: usize,
-    /// `jwt:<iss>|<sub>`.
+    /// `jwt:<iss>|<sub>`, escaped (see `client_identity`).
     pub client: String,
     pub scopes: Vec<String>,
     /// Claim and payload headers towards the upstream.

@@ -2,7 +2,8 @@
 //!
 //! A rule's JWT providers are authenticated together: every token presented at any of their
 //! sources is verified (a valid header token does not excuse a bad one in the query), each by
-//! the provider that its unverified `iss` picks among those whose sources it was found at.
+//! the first provider, among those whose sources it was found at, that accepts it: those
+//! naming its unverified `iss` first, then those without `issuer`.
 
 pub mod alg;
 pub mod cache;
@@ -325,14 +326,6 @@ impl Provider {
     }
 
     fn verified(&self, index: usize, parsed: &token::Parsed, expires: Option<u64>) -> Verified {
-        let text = |name: &str| {
-            parsed
-                .claims
-                .get(name)
-                .and_then(Value::as_str)
-                .unwrap_or("-")
-                .to_string()
-        };
         let mut upstream_set = Vec::new();
         for mapping in &self.claim_to_headers {
             if let Some(value) = claims::lookup(&parsed.claims, &mapping.claim) {
@@ -346,10 +339,47 @@ impl Provider {
         }
         Verified {
             provider: index,
-            client: format!("jwt:{}|{}", text("iss"), text("sub")),
+            client: client_identity(parsed),
             scopes: claims::scopes(&parsed.claims),
             upstream_set,
             expires,
+        }
+    }
+}
+
+/// The client identity of a verified token: `jwt:<iss>|<sub>`, one string per (iss, sub)
+/// pair. `%`, `|` and `#` inside either are percent-escaped, so no `iss` can reach into the
+/// `sub` half. A missing or non-string `iss` is `#`. A missing or non-string `sub` is `#`
+/// and the start of the SHA-256 of the token's signed part: a token without a subject is its
+/// own client, never one bucket shared by every such token.
+fn client_identity(parsed: &token::Parsed) -> String {
+    use std::fmt::Write as _;
+    let mut client = String::from("jwt:");
+    match parsed.claims.get("iss").and_then(Value::as_str) {
+        Some(iss) => push_escaped(&mut client, iss),
+        None => client.push('#'),
+    }
+    client.push('|');
+    match parsed.claims.get("sub").and_then(Value::as_str) {
+        Some(sub) => push_escaped(&mut client, sub),
+        None => {
+            client.push('#');
+            for byte in cache::digest(parsed.signing_input).iter().take(8) {
+                let _ = write!(client, "{byte:02x}");
+            }
+        }
+    }
+    client
+}
+
+/// Appends `text` with the identity's separators (`|`, `#`) and `%` percent-escaped.
+fn push_escaped(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '|' => out.push_str("%7C"),
+            '#' => out.push_str("%23"),
+            c => out.push(c),
         }
     }
 }
@@ -445,27 +475,63 @@ fn verify_found(
         return Err(token::MALFORMED);
     }
     let digest = cache::digest(&found.token);
-    for (_, provider) in candidates() {
+    let single = found.candidates.len() == 1;
+    if let [only] = found.candidates.as_slice() {
+        // One provider: a cached verification needs no parsing.
+        let Some(provider) = providers.get(*only) else {
+            return Err((Reason::JwtIssuer, "the token issuer is not accepted"));
+        };
         if let Some(hit) = provider.state.cache().get(&digest, now) {
             return Ok(hit);
         }
     }
     let parsed = token::parse(&found.token)?;
     let iss = parsed.claims.get("iss").and_then(Value::as_str);
-    let chosen = candidates()
-        .find(|(_, p)| p.rules.issuer.is_some() && p.rules.issuer.as_deref() == iss)
-        .or_else(|| candidates().find(|(_, p)| p.rules.issuer.is_none()));
-    let Some((index, provider)) = chosen else {
-        return Err((Reason::JwtIssuer, "the token issuer is not accepted"));
-    };
-    let verified = Arc::new(provider.verify(index, &parsed, host, now)?);
-    if provider.cache_entries > 0 {
-        provider
-            .state
-            .cache()
-            .insert(digest, Arc::clone(&verified), now);
+    // Every provider that may accept the token is tried: those naming its (unverified) `iss`,
+    // then those without `issuer`, each in the rule's order. The first that accepts it, from
+    // its cache or by verifying, answers; so the answer never depends on which provider
+    // happened to cache the token first. When none accepts it, the answer is the first
+    // failure of a provider that could try the token (its algorithm and key fit), else the
+    // first failure.
+    let ordered = candidates()
+        .filter(|(_, p)| p.rules.issuer.is_some() && p.rules.issuer.as_deref() == iss)
+        .chain(candidates().filter(|(_, p)| p.rules.issuer.is_none()));
+    let mut first_failure = None;
+    for (index, provider) in ordered {
+        if !single {
+            if let Some(hit) = provider.state.cache().get(&digest, now) {
+                return Ok(hit);
+            }
+        }
+        match provider.verify(index, &parsed, host, now) {
+            Ok(verified) => {
+                let verified = Arc::new(verified);
+                if provider.cache_entries > 0 {
+                    provider
+                        .state
+                        .cache()
+                        .insert(digest, Arc::clone(&verified), now);
+                }
+                return Ok(verified);
+            }
+            Err(failure) => {
+                let replace = match first_failure {
+                    None => true,
+                    Some((reason, _)) => !could_try(reason) && could_try(failure.0),
+                };
+                if replace {
+                    first_failure = Some(failure);
+                }
+            }
+        }
     }
-    Ok(verified)
+    Err(first_failure.unwrap_or((Reason::JwtIssuer, "the token issuer is not accepted")))
+}
+
+/// Whether a failure came from a provider that could try the token at all (not one whose
+/// algorithms or keys do not fit it).
+fn could_try(reason: Reason) -> bool {
+    !matches!(reason, Reason::JwtAlgNotAllowed | Reason::JwtUnknownKid)
 }
 
 /// The principal of the first token, with the forwarding of every token applied.

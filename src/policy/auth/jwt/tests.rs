@@ -906,3 +906,105 @@ fn thousands_of_tokens_are_refused_cheaply() {
     assert_eq!(reason(&d), "jwt_malformed");
     assert!(start.elapsed() < std::time::Duration::from_secs(1));
 }
+
+#[test]
+fn rate_limit_identities_are_unambiguous() {
+    let open = json!({"local_jwks": serde_json::from_str::<Value>(mint::JWKS).unwrap()});
+    let config = json!({"jwt_providers": {"corp": open},
+        "rules": [{"match": {"prefix": "/"}, "auth": ["corp"]}]});
+    let policy = compile(config.to_string().as_bytes()).unwrap();
+    let client = |iss: Option<Value>, sub: Option<Value>, jti: &str| {
+        let mut c = claims();
+        let map = c.as_object_mut().unwrap();
+        map.remove("iss");
+        map.remove("sub");
+        map.insert("jti".into(), json!(jti));
+        if let Some(iss) = iss {
+            map.insert("iss".into(), iss);
+        }
+        if let Some(sub) = sub {
+            map.insert("sub".into(), sub);
+        }
+        let d = bearer(&policy, &mint::token(&header("ES256"), &c));
+        assert_eq!(d.verdict, Verdict::Allow, "{:?}", d.denial());
+        d.client.unwrap()
+    };
+    // The separator inside iss or sub cannot move the boundary.
+    let a = client(Some(json!("https://a|b")), Some(json!("c")), "1");
+    let b = client(Some(json!("https://a")), Some(json!("b|c")), "1");
+    assert_eq!(a, "jwt:https://a%7Cb|c");
+    assert_eq!(b, "jwt:https://a|b%7Cc");
+    assert_eq!(
+        client(Some(json!("100%")), Some(json!("#x")), "1"),
+        "jwt:100%25|%23x"
+    );
+    // A missing or non-string iss is `#`, which no string iss can be.
+    assert_eq!(client(None, Some(json!("alice")), "1"), "jwt:#|alice");
+    assert_eq!(
+        client(Some(json!(7)), Some(json!("alice")), "1"),
+        "jwt:#|alice"
+    );
+    assert_eq!(
+        client(Some(json!("#")), Some(json!("alice")), "1"),
+        "jwt:%23|alice"
+    );
+    // Tokens without a string sub are each their own client, and a token stays itself.
+    let first = client(Some(json!(ISS)), None, "1");
+    let again = client(Some(json!(ISS)), None, "1");
+    let second = client(Some(json!(ISS)), None, "2");
+    let numeric = client(Some(json!(ISS)), Some(json!(42)), "1");
+    assert!(first.starts_with("jwt:https://idp.test|#"), "{first}");
+    assert_eq!(first.len(), "jwt:https://idp.test|#".len() + 16);
+    assert_eq!(first, again);
+    assert_ne!(first, second);
+    assert_ne!(first, numeric);
+    assert_ne!(client(Some(json!(ISS)), Some(json!("-")), "1"), first);
+}
+
+#[test]
+fn every_provider_without_issuer_is_tried_whichever_cached_first() {
+    let a = json!({"local_jwks": mint::jwks_with(&["rsa1"]), "claim_to_headers": [{"claim": "sub", "header": "x-a"}]});
+    let b = json!({"local_jwks": mint::jwks_with(&["ec256"]), "claim_to_headers": [{"claim": "sub", "header": "x-b"}]});
+    let config = json!({"jwt_providers": {"a": a, "b": b},
+        "rules": [{"name": "a-only", "match": {"prefix": "/a-only"}, "auth": ["a"]},
+                  {"name": "b-only", "match": {"prefix": "/b-only"}, "auth": ["b"]},
+                  {"name": "both", "match": {"prefix": "/"}, "auth": ["a", "b"]}]});
+    let for_a = mint::token(&header("RS256"), &claims());
+    let for_b = mint::token(&header("ES256"), &claims());
+    let mut no_kid = header("ES256");
+    no_kid.as_object_mut().unwrap().remove("kid");
+    let for_b_no_kid = mint::token(&no_kid, &claims());
+    let host = MemoryHost::at(NOW);
+    let send = |policy: &Policy, path: &str, token: &str| {
+        let auth = format!("Bearer {token}");
+        request_with(policy, &[(":path", path), ("authorization", &auth)], &host)
+    };
+    for warm in [None, Some("/a-only"), Some("/b-only")] {
+        let policy = compile(config.to_string().as_bytes()).unwrap();
+        if let Some(path) = warm {
+            send(&policy, path, &for_a);
+            send(&policy, path, &for_b);
+        }
+        for (token, header) in [(&for_a, "x-a"), (&for_b, "x-b"), (&for_b_no_kid, "x-b")] {
+            let d = send(&policy, "/both", token);
+            assert_eq!(d.verdict, Verdict::Allow, "warm {warm:?}: {:?}", d.denial());
+            assert_eq!(
+                d.upstream_set,
+                vec![(header.to_string(), "alice".to_string())],
+                "warm {warm:?}"
+            );
+        }
+    }
+    // A token neither accepts: the first provider's answer.
+    let policy = compile(config.to_string().as_bytes()).unwrap();
+    let mut expired = claims();
+    expired["exp"] = json!(NOW - 3600);
+    assert_eq!(
+        reason(&send(
+            &policy,
+            "/both",
+            &mint::token(&header("ES256"), &expired)
+        )),
+        "jwt_expired"
+    );
+}

@@ -5,7 +5,11 @@ use base64::Engine as _;
 use serde_json::{Map, Value};
 
 use super::alg::Alg;
+use crate::policy::body::json::{self, JsonError};
 use crate::policy::Reason;
+
+/// Deepest nesting read in a token header or payload (serde_json's own limit).
+const MAX_DEPTH: usize = 128;
 
 /// A token split and decoded, not yet verified.
 #[derive(Debug)]
@@ -34,6 +38,21 @@ fn decode(segment: &str) -> Result<Vec<u8>, Failure> {
     })
 }
 
+/// A JSON object from a decoded segment. A repeated member name is refused: serde_json would
+/// keep the last one, while an upstream reading the payload (`payload_header`) may take the
+/// first (`{"iss":"https://evil.example","iss":"https://idp"}`).
+fn object(
+    bytes: &[u8],
+    what: &'static str,
+    duplicate: &'static str,
+) -> Result<Map<String, Value>, Failure> {
+    match json::parse(bytes, MAX_DEPTH, &mut |_| {}) {
+        Ok(Value::Object(map)) => Ok(map),
+        Err(JsonError::DuplicateKey) => Err((Reason::JwtMalformed, duplicate)),
+        _ => Err((Reason::JwtMalformed, what)),
+    }
+}
+
 /// Splits and decodes a compact JWS. Header parameters that could bring their own key (`jwk`,
 /// `jku`, `x5u`, `x5c`) are never read; an unsupported `crit` extension is refused.
 pub fn parse(token: &str) -> Result<Parsed<'_>, Failure> {
@@ -49,13 +68,11 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, Failure> {
     if header_b64.is_empty() || payload_b64.is_empty() {
         return Err(MALFORMED);
     }
-    let header: Map<String, Value> =
-        serde_json::from_slice(&decode(header_b64)?).map_err(|_| {
-            (
-                Reason::JwtMalformed,
-                "the token header is not a JSON object",
-            )
-        })?;
+    let header = object(
+        &decode(header_b64)?,
+        "the token header is not a JSON object",
+        "the token header repeats a member name",
+    )?;
     let alg = match header.get("alg") {
         Some(Value::String(name)) => Alg::parse(name).ok_or((
             Reason::JwtAlgNotAllowed,
@@ -74,13 +91,11 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, Failure> {
             "the token requires an unsupported critical extension",
         ));
     }
-    let claims: Map<String, Value> =
-        serde_json::from_slice(&decode(payload_b64)?).map_err(|_| {
-            (
-                Reason::JwtMalformed,
-                "the token payload is not a JSON object",
-            )
-        })?;
+    let claims = object(
+        &decode(payload_b64)?,
+        "the token payload is not a JSON object",
+        "the token payload repeats a member name",
+    )?;
     let signature = decode(signature_b64)?;
     let signing_input = token
         .get(..header_b64.len() + 1 + payload_b64.len())
@@ -164,6 +179,35 @@ mod tests {
                 Reason::JwtMalformed,
             ),
             (token(r#"{"alg":"RS256"}"#, "[1]", ""), Reason::JwtMalformed),
+            // Repeated member names, at the top or nested, in the header or the payload.
+            (
+                token(
+                    r#"{"alg":"RS256"}"#,
+                    r#"{"iss":"https://evil.example","iss":"https://example.com"}"#,
+                    "AQID",
+                ),
+                Reason::JwtMalformed,
+            ),
+            (
+                token(r#"{"alg":"RS256"}"#, r#"{"a":{"b":1,"b":2}}"#, "AQID"),
+                Reason::JwtMalformed,
+            ),
+            (
+                token(
+                    r#"{"alg":"RS256"}"#,
+                    r#"{"s\u0075b":"a","sub":"b"}"#,
+                    "AQID",
+                ),
+                Reason::JwtMalformed,
+            ),
+            (
+                token(r#"{"alg":"HS256","alg":"RS256"}"#, ok_payload, "AQID"),
+                Reason::JwtMalformed,
+            ),
+            (
+                token(r#"{"alg":"RS256","kid":"a","kid":"b"}"#, ok_payload, "AQID"),
+                Reason::JwtMalformed,
+            ),
             (
                 token(r#"{"alg":"RS256"}"#, "not json", ""),
                 Reason::JwtMalformed,
