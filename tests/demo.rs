@@ -231,3 +231,71 @@ fn compose_runs_the_same_envoy_yaml_and_module() {
     );
     check_demo_serves(&envoy);
 }
+
+/// A demo token from the comments of envoy/envoy.yaml (`#   DEMO_READER=...`).
+fn demo_token(name: &str) -> String {
+    let text = std::fs::read_to_string(root().join("envoy/envoy.yaml")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("#   {name}=")))
+        .unwrap_or_else(|| panic!("envoy/envoy.yaml has no {name}"))
+        .trim()
+        .to_string()
+}
+
+/// The reader's token cannot write through a method the write rule does not list: PATCH and
+/// DELETE on /api/orders are 405, not the read rule's, with the demo's connection-manager
+/// path settings and with Envoy's defaults (the settings removed).
+#[test]
+fn demo_policy_keeps_other_methods_from_the_read_rule() {
+    let reader = format!("Bearer {}", demo_token("DEMO_READER"));
+    for envoy_defaults in [false, true] {
+        let upstream = Upstream::start();
+        let mut bootstrap =
+            with_test_ports(yaml_file(&root().join("envoy/envoy.yaml")), upstream.port);
+        if envoy_defaults {
+            let hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
+                [0]["typed_config"]
+                .as_object_mut()
+                .unwrap();
+            for key in [
+                "normalize_path",
+                "merge_slashes",
+                "path_with_escaped_slashes_action",
+            ] {
+                assert!(hcm.remove(key).is_some(), "the demo sets {key}");
+            }
+        }
+        let dir = scratch_dir("demo-methods");
+        let envoy = start(&bootstrap, &root(), &dir, upstream);
+        let client = envoy.client();
+        for method in ["PATCH", "DELETE", "PUT"] {
+            for path in ["/api/orders", "/api/orders/1", "/api//orders;x/1"] {
+                let r = client
+                    .request(
+                        method,
+                        path,
+                        &[
+                            ("authorization", &reader),
+                            ("content-type", "application/json"),
+                        ],
+                        Some(br#"{"qty":100000,"admin":true}"#),
+                    )
+                    .unwrap();
+                let want = if method == "PUT" { 403 } else { 405 };
+                assert_eq!(r.status, want, "{method} {path}: {}", r.text());
+                if want == 405 {
+                    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+                    assert_eq!(r.json()["reason"], "method_not_allowed");
+                }
+            }
+        }
+        assert_eq!(envoy.upstream.count(), 0, "defaults={envoy_defaults}");
+        let r = client.must_get("/api/orders", &[("authorization", &reader)]);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(
+            !envoy.log().contains("configuration warning"),
+            "{}",
+            envoy.log()
+        );
+    }
+}

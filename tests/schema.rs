@@ -138,6 +138,12 @@ fn configs_the_filter_refuses_are_refused_by_the_schema_where_it_can_say_so() {
         r#"{"client_ip": {"xff_trusted_hops": 17}}"#,
         r#"{"client_ip": {"xff_trusted_hops": -1}}"#,
         r#"{"client_ip": {"hops": 1}}"#,
+        r#"{"default": "block"}"#,
+        r#"{"default": true}"#,
+        r#"{"rules": [{"match": {"prefix": "/", "ignore_case": "yes"}}]}"#,
+        r#"{"rules": [{"match": {"prefix": "/", "methods": ["GET"]}, "other_methods": "block"}]}"#,
+        r#"{"rules": [{"match": {"prefix": "/api;v=1"}}]}"#,
+        r#"{"rules": [{"match": {"prefix": "/a\\b"}}]}"#,
     ];
     for text in refused {
         assert!(
@@ -156,6 +162,8 @@ fn configs_the_filter_refuses_are_refused_by_the_schema_where_it_can_say_so() {
         r#"{"rules": [{"match": {"prefix": "/"}, "auth": ["nobody"]}]}"#,
         r#"{"rules": [{"match": {"prefix": "/"}, "name": "a"}, {"match": {"prefix": "/"}, "name": "a"}]}"#,
         r#"{"headers": {"response_set": {"content-length": "1"}}}"#,
+        r#"{"rules": [{"match": {"prefix": "/"}, "other_methods": "deny"}]}"#,
+        r#"{"rules": [{"match": {"prefix": "/a//b/../c"}}]}"#,
     ] {
         assert!(
             api_guard::config::compile(text.as_bytes()).is_err(),

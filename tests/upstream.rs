@@ -367,6 +367,33 @@ fn cors_preflights_authenticate_by_default_and_pass_bodiless_when_allowed() {
 }
 
 #[test]
+fn a_preflight_is_decided_by_the_rule_of_the_method_it_asks_about() {
+    // The write rule allows preflights and refuses other methods; without this, an OPTIONS
+    // preflight would get the write rule's 405 (or fall to another rule).
+    let envoy = Envoy::start(&config(
+        json!({}),
+        json!({"match": {"prefix": "/api", "methods": ["POST"]}, "other_methods": "deny",
+               "cors_preflight": "allow"}),
+    ));
+    let r = preflight(&envoy, &[], None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(envoy.upstream.last().unwrap().method, "OPTIONS");
+    let r = envoy
+        .client()
+        .request(
+            "OPTIONS",
+            "/api/orders",
+            &[
+                ("origin", "https://app.example"),
+                ("access-control-request-method", "DELETE"),
+            ],
+            None,
+        )
+        .unwrap();
+    assert_eq!(r.status, 405, "{}", r.text());
+}
+
+#[test]
 fn bad_cors_preflight_values_are_refused() {
     for (top, rule, refusal) in [
         (

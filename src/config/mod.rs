@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::policy::{ClientIpSource, LogDecisions, Mode, Policy};
+use crate::policy::{ClientIpSource, DefaultAction, LogDecisions, Mode, Policy};
 
 /// More proxies than this in front of Envoy is a misconfiguration.
 const MAX_TRUSTED_HOPS: u32 = 16;
@@ -45,6 +45,10 @@ pub struct RawConfig {
     pub ip: Option<screen::RawIp>,
     #[serde(default)]
     pub rules: Vec<rules::RawRule>,
+    /// What a request that no rule matches gets: `allow` (only the global `ip` lists and
+    /// header hardening apply) or `deny` (404 `no_rule`).
+    #[serde(default, rename = "default")]
+    pub default_action: DefaultAction,
     #[serde(default)]
     pub headers: headers::RawHeaders,
     #[serde(default)]
@@ -174,12 +178,15 @@ pub fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
         cors_preflight: raw.cors_preflight,
     };
     let rules = rules::compile(&raw.rules, &root.key("rules"), &referents)?;
+    let warnings = rules::shadow_warnings(&rules, raw.default_action);
     if raw.client_ip.xff_trusted_hops > MAX_TRUSTED_HOPS {
         return Err(root.key("client_ip").key("xff_trusted_hops").error(format!(
             "expected at most {MAX_TRUSTED_HOPS} proxies in front of Envoy"
         )));
     }
     let mut policy = Policy::new(raw.mode, raw.log.decisions, rules, hardening);
+    policy.default_action = raw.default_action;
+    policy.warnings = warnings;
     policy.client_ip = ClientIpSource {
         xff_trusted_hops: raw.client_ip.xff_trusted_hops,
     };
@@ -264,6 +271,11 @@ mod tests {
                 "cors_preflight: unexpected value",
             ),
             ("{\"cors_preflight\": null}", "cors_preflight: "),
+            (
+                "{\"default\": \"block\"}",
+                "default: unknown variant `block`",
+            ),
+            ("{\"default\": true}", "default: unexpected value"),
         ];
         for (json, want) in table {
             let got = refusal(json);

@@ -55,6 +55,9 @@ impl RootContext for Root {
         let bytes = self.get_plugin_configuration().unwrap_or_default();
         match config::compile(&bytes) {
             Ok(policy) => {
+                for warning in &policy.warnings {
+                    log::warn!("api-guard: configuration warning: {warning}");
+                }
                 if !policy.rate_limits.is_empty() {
                     // Every bucket slot exists before the first request (shared data has no
                     // delete: the table is the rate limiter's whole memory).

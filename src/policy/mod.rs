@@ -7,6 +7,7 @@ pub mod client_ip;
 pub mod harden;
 pub mod host;
 pub mod limit;
+pub mod path;
 mod request;
 pub mod screen;
 pub mod testing;
@@ -106,26 +107,102 @@ pub enum LogDecisions {
     Off,
 }
 
+/// A rule's path, in canonical form (see [`path::canonical_path`]; lower case under
+/// `match.ignore_case`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathMatch {
     Prefix(String),
+    /// Matches the path with or without one trailing `/` (frameworks such as Express route
+    /// both to the same handler).
     Exact(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Matcher {
     pub path: PathMatch,
-    /// Empty: any method.
+    /// Upper case; empty: any method.
     pub methods: Vec<String>,
+    /// `match.ignore_case`: the path is compared in lower case.
+    pub ignore_case: bool,
 }
 
 impl Matcher {
-    pub fn matches(&self, method: &str, path: &str) -> bool {
-        let path_ok = match &self.path {
+    /// Whether the rule's path covers a canonical path (lower-cased by the caller when
+    /// `ignore_case` is set).
+    pub fn matches_path(&self, path: &str) -> bool {
+        match &self.path {
             PathMatch::Prefix(prefix) => path.starts_with(prefix.as_str()),
-            PathMatch::Exact(exact) => path == exact,
-        };
-        path_ok && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
+            PathMatch::Exact(exact) => {
+                path == exact
+                    || (!exact.ends_with('/') && path.strip_suffix('/') == Some(exact.as_str()))
+            }
+        }
+    }
+
+    /// Whether the rule covers a method, compared without regard to case (`post` over HTTP/2
+    /// reaches frameworks as `POST`); `HEAD` is covered by `GET`, as servers answer it.
+    pub fn matches_method(&self, method: &str) -> bool {
+        self.methods.is_empty()
+            || self.methods.iter().any(|m| {
+                m.eq_ignore_ascii_case(method)
+                    || (m == "GET" && method.eq_ignore_ascii_case("HEAD"))
+            })
+    }
+
+    /// The `Allow` header of a 405 from this rule.
+    pub fn allow_header(&self) -> String {
+        let mut methods = self.methods.clone();
+        if methods.iter().any(|m| m == "GET") && !methods.iter().any(|m| m == "HEAD") {
+            methods.push("HEAD".to_string());
+        }
+        methods.join(", ")
+    }
+}
+
+/// `other_methods`: what a request on a rule's paths with a method the rule does not list
+/// gets.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum OtherMethods {
+    /// The next rule that matches decides (as before this key existed).
+    #[default]
+    Next,
+    /// 405 `method_not_allowed`, with `Allow` listing the rule's methods.
+    Deny,
+}
+
+/// `default`: what a request that no rule matches gets.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum DefaultAction {
+    /// Only the global `ip` lists and header hardening apply.
+    #[default]
+    Allow,
+    /// 404 `no_rule`.
+    Deny,
+}
+
+/// Which rule applies to a request, or why none can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection<'p> {
+    Rule(&'p Rule),
+    /// The request is on this rule's paths with a method it does not list, and the rule's
+    /// `other_methods` is `deny`.
+    MethodNotAllowed(&'p Rule),
+    NoRule,
+    /// The path has no canonical form: refused whatever the rules say.
+    InvalidPath(path::PathRefusal),
+}
+
+impl<'p> Selection<'p> {
+    /// The rule that decides the request (also the one refusing its method).
+    pub fn rule(&self) -> Option<&'p Rule> {
+        match *self {
+            Selection::Rule(rule) | Selection::MethodNotAllowed(rule) => Some(rule),
+            Selection::NoRule | Selection::InvalidPath(_) => None,
+        }
     }
 }
 
@@ -133,6 +210,8 @@ impl Matcher {
 pub struct Rule {
     pub name: String,
     pub matcher: Matcher,
+    /// What a method the rule does not list gets on the rule's paths.
+    pub other_methods: OtherMethods,
     /// Overrides the policy's mode for this rule.
     pub mode: Option<Mode>,
     /// Credentials of which any one must succeed; empty: public.
@@ -168,6 +247,11 @@ pub struct Policy {
     pub rate_limit_table: limit::table::SlotTable,
     /// The global `ip` lists, applied to every request.
     pub ip: screen::IpRules,
+    /// `default`: what a request that no rule matches gets.
+    pub default_action: DefaultAction,
+    /// What the configuration probably does not mean (rules shadowed for some methods),
+    /// logged as warnings when it is loaded.
+    pub warnings: Vec<String>,
     /// `threat_scan_max_bytes`: the screening budget of one request (headers and body).
     pub threat_scan_max_bytes: u64,
 }
@@ -197,28 +281,69 @@ impl Policy {
             rate_limits: Vec::new(),
             rate_limit_table: limit::table::SlotTable::default(),
             ip: screen::IpRules::default(),
+            default_action: DefaultAction::Allow,
+            warnings: Vec::new(),
             threat_scan_max_bytes: screen::threats::DEFAULT_SCAN_BUDGET,
         }
     }
 
-    /// The first rule matching the request, if any.
+    /// The rule deciding the request, if any (see [`Policy::select`]).
     pub fn rule_for(&self, request: &Request) -> Option<&Rule> {
-        let path = request.path_without_query();
-        self.rules
-            .iter()
-            .find(|rule| rule.matcher.matches(request.method(), path))
+        self.select(request).rule()
+    }
+
+    /// Which rule applies: the first whose canonical path and method match. A rule whose
+    /// path matches but whose methods do not ends the search when its `other_methods` is
+    /// `deny`. The canonical path is computed once here, for every rule.
+    pub fn select(&self, request: &Request) -> Selection<'_> {
+        if self.rules.is_empty() {
+            return Selection::NoRule;
+        }
+        let path = match path::canonical_path(request.path_without_query()) {
+            Ok(path) => path,
+            Err(refusal) => return Selection::InvalidPath(refusal),
+        };
+        let mut lower: Option<String> = None;
+        // A CORS preflight asks about the method it names: the rule of that method decides
+        // it (its `cors_preflight`), not a rule that happens to list OPTIONS or refuse it.
+        let method = if auth::is_cors_preflight(request) {
+            request
+                .header("access-control-request-method")
+                .map_or("", str::trim)
+        } else {
+            request.method()
+        };
+        for rule in &self.rules {
+            let path_ok = if rule.matcher.ignore_case {
+                let lower = lower.get_or_insert_with(|| path.to_ascii_lowercase());
+                rule.matcher.matches_path(lower)
+            } else {
+                rule.matcher.matches_path(&path)
+            };
+            if !path_ok {
+                continue;
+            }
+            if rule.matcher.matches_method(method) {
+                return Selection::Rule(rule);
+            }
+            if rule.other_methods == OtherMethods::Deny {
+                return Selection::MethodNotAllowed(rule);
+            }
+        }
+        Selection::NoRule
     }
 
     /// Decides what happens to a request, from its headers.
     pub fn evaluate(&self, request: &Request, host: &dyn Host) -> Decision {
-        let rule = self.rule_for(request);
+        let selection = self.select(request);
+        let rule = selection.rule();
         let mode = self.mode_for(rule);
         let mut decision = Decision::allow(rule.map(|r| r.name.clone()));
         // The client is the authenticated identity; an address-based one is resolved only
         // where it is used (rate limits here, log lines in `resolve_client`).
         decision.upstream_remove = self.spoofed_headers(request);
 
-        if let Err(denial) = self.run_checks(request, rule, host, &mut decision) {
+        if let Err(denial) = self.run_checks(request, selection, host, &mut decision) {
             // A request denied after its rate limit passed locally (e.g. by its declared
             // body length) is not worth a call to the rate limit service.
             decision.global_call = None;
@@ -238,18 +363,21 @@ impl Policy {
     fn run_checks(
         &self,
         request: &Request,
-        rule: Option<&Rule>,
+        selection: Selection,
         host: &dyn Host,
         decision: &mut Decision,
     ) -> Result<(), Denial> {
         // 1. Transport.
         self.check_https(request)?;
-        // 2. Screening: client IP, then threats in path, query and headers.
+        // 2. Which rule applies, when that is a refusal.
+        self.check_selection(selection)?;
+        let rule = selection.rule();
+        // 3. Screening: client IP, then threats in path, query and headers.
         self.screen(request, rule, decision)?;
         let Some(rule) = rule else {
             return Ok(());
         };
-        // 3. Authentication and scopes.
+        // 4. Authentication and scopes.
         let mut tier = None;
         if !rule.auth.is_empty() {
             let principal = if rule.cors_preflight == auth::CorsPreflight::Allow
@@ -270,14 +398,34 @@ impl Policy {
             decision.upstream_set.extend(principal.upstream_set);
             self.remove_other_spellings(rule, request, decision);
         }
-        // 4. Rate limit: the credential's tier, else the rule's policy.
+        // 5. Rate limit: the credential's tier, else the rule's policy.
         self.check_rate_limit(tier.or(rule.rate_limit), request, host, decision)?;
-        // 5. The body: what its headers tell now (length, media type); the rest once it
+        // 6. The body: what its headers tell now (length, media type); the rest once it
         //    arrives (`evaluate_body`).
         if let Some(body) = &rule.body {
             body.check_headers(request)?;
         }
         Ok(())
+    }
+
+    /// The refusals of rule selection: a path without canonical form, a method the matching
+    /// rule denies, no rule under `default: deny`.
+    fn check_selection(&self, selection: Selection) -> Result<(), Denial> {
+        match selection {
+            Selection::Rule(_) => Ok(()),
+            Selection::InvalidPath(refusal) => {
+                Err(Denial::new(Reason::PathInvalid).with_detail(refusal.0))
+            }
+            Selection::MethodNotAllowed(rule) => Err(Denial::new(Reason::MethodNotAllowed)
+                .with_detail("this method is not allowed on this path")
+                .with_header("allow", rule.matcher.allow_header())),
+            Selection::NoRule => match self.default_action {
+                DefaultAction::Allow => Ok(()),
+                DefaultAction::Deny => {
+                    Err(Denial::new(Reason::NoRule).with_detail("no rule of this API matches"))
+                }
+            },
+        }
     }
 
     /// The rule's credential check. What reaches the upstream is scrubbed of every credential
@@ -809,6 +957,257 @@ mod tests {
         assert_eq!(decide(config, &post).rule.as_deref(), Some("exact"));
         let other = [(":method", "GET"), (":path", "/other"), (":authority", "h")];
         assert_eq!(decide(config, &other).rule.as_deref(), Some("all"));
+    }
+
+    fn on(method: &str, path: &str) -> [(&'static str, String); 3] {
+        [
+            (":method", method.to_string()),
+            (":path", path.to_string()),
+            (":authority", "h".to_string()),
+        ]
+    }
+
+    fn decide_on(config: &str, method: &str, path: &str) -> Decision {
+        let request = on(method, path);
+        let pairs: Vec<(&str, &str)> = request.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        decide(config, &pairs)
+    }
+
+    const WRITE_THEN_READ: &str = r#"{"rules":[
+        {"name":"write","match":{"prefix":"/api/orders","methods":["POST","PUT"]}},
+        {"name":"read","match":{"prefix":"/api/orders","methods":["GET"]}},
+        {"name":"open","match":{"prefix":"/"}}]}"#;
+
+    #[test]
+    fn methods_match_in_any_case_and_get_covers_head() {
+        for method in ["POST", "post", "Post", "pOsT"] {
+            let d = decide_on(WRITE_THEN_READ, method, "/api/orders");
+            assert_eq!(d.rule.as_deref(), Some("write"), "{method}");
+        }
+        for method in ["GET", "get", "HEAD", "head"] {
+            let d = decide_on(WRITE_THEN_READ, method, "/api/orders");
+            assert_eq!(d.rule.as_deref(), Some("read"), "{method}");
+        }
+        assert_eq!(
+            decide_on(WRITE_THEN_READ, "PATCH", "/api/orders")
+                .rule
+                .as_deref(),
+            Some("open")
+        );
+    }
+
+    #[test]
+    fn rules_match_the_canonical_path() {
+        let config = r#"{"rules":[
+            {"name":"orders","match":{"prefix":"/api/orders"}},
+            {"name":"exact","match":{"path":"/admin"}},
+            {"name":"folded","match":{"prefix":"/Files/","ignore_case":true}},
+            {"name":"open","match":{"prefix":"/"}}]}"#;
+        for path in [
+            "/api/orders",
+            "/api//orders",
+            "//api/orders",
+            "/./api/orders",
+            "/api;x/orders",
+            "/api/orders;v=1",
+            "/%61pi/orders",
+            "/api/%2e/orders?x=/",
+        ] {
+            assert_eq!(
+                decide_on(config, "GET", path).rule.as_deref(),
+                Some("orders"),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            decide_on(config, "GET", "/API/orders").rule.as_deref(),
+            Some("open")
+        );
+        for path in ["/admin", "/admin/", "/admin;x", "/./admin"] {
+            assert_eq!(
+                decide_on(config, "GET", path).rule.as_deref(),
+                Some("exact"),
+                "{path}"
+            );
+        }
+        for path in ["/files/a", "/FILES/a", "/fIlEs/a"] {
+            assert_eq!(
+                decide_on(config, "GET", path).rule.as_deref(),
+                Some("folded"),
+                "{path}"
+            );
+        }
+        for path in [
+            "/api%2Forders",
+            "/api%5corders",
+            "/api%252Forders",
+            "/api\\orders",
+            "/x/../api/orders",
+            "/public/..;/api/orders",
+            "*",
+        ] {
+            let d = decide_on(config, "GET", path);
+            assert_eq!(d.reason_code(), "path_invalid", "{path}");
+            assert_eq!(d.enforced_denial().map(|x| x.status), Some(400));
+            assert_eq!(d.rule, None);
+        }
+        // Without rules nothing is matched, so nothing is refused for its path.
+        assert_eq!(
+            decide_on("{}", "GET", "/api%2Forders").verdict,
+            Verdict::Allow
+        );
+    }
+
+    #[test]
+    fn other_methods_deny_answers_405_with_allow() {
+        let config = WRITE_THEN_READ.replace(
+            r#""methods":["GET"]}"#,
+            r#""methods":["GET"]},"other_methods":"deny""#,
+        );
+        for method in ["PATCH", "DELETE", "patch", "OPTIONS"] {
+            let d = decide_on(&config, method, "/api//orders/1");
+            let denial = d.enforced_denial().unwrap();
+            assert_eq!(
+                (denial.status, d.reason_code()),
+                (405, "method_not_allowed")
+            );
+            assert!(denial
+                .headers
+                .contains(&("allow".to_string(), "GET, HEAD".to_string())));
+            assert_eq!(d.rule.as_deref(), Some("read"));
+        }
+        assert_eq!(
+            decide_on(&config, "post", "/api/orders").rule.as_deref(),
+            Some("write")
+        );
+        assert_eq!(
+            decide_on(&config, "HEAD", "/api/orders").verdict,
+            Verdict::Allow
+        );
+        assert_eq!(
+            decide_on(&config, "DELETE", "/other").rule.as_deref(),
+            Some("open")
+        );
+    }
+
+    #[test]
+    fn default_deny_refuses_what_no_rule_matches() {
+        let config = r#"{"default":"deny","rules":[
+            {"name":"orders","match":{"prefix":"/api/orders","methods":["GET"]}}]}"#;
+        assert_eq!(
+            decide_on(config, "GET", "/api/orders").verdict,
+            Verdict::Allow
+        );
+        for (method, path) in [("GET", "/other"), ("DELETE", "/api/orders")] {
+            let d = decide_on(config, method, path);
+            assert_eq!(d.reason_code(), "no_rule", "{method} {path}");
+            assert_eq!(d.enforced_denial().map(|x| x.status), Some(404));
+        }
+        let none = decide_on(r#"{"default":"deny"}"#, "GET", "/");
+        assert_eq!(none.reason_code(), "no_rule");
+        // `allow`, the default, lets them on.
+        let open = config.replace(r#""default":"deny","#, "");
+        assert_eq!(decide_on(&open, "GET", "/other").verdict, Verdict::Allow);
+    }
+
+    #[test]
+    fn a_method_restricted_rule_shadowed_by_a_weaker_one_is_warned_about() {
+        let config = r#"{"api_keys":{"clients":[{"id":"c","sha256":"a52782e3a2d4dd2f95f640b9abfb3b2a6b8e722c65f55be830f6e5f619f7f873"}]},
+            "rules":[
+            {"name":"write","match":{"prefix":"/api/orders","methods":["POST"]},"auth":["api_key"]},
+            {"name":"read","match":{"prefix":"/api/"},"threats":"log"}]}"#;
+        let policy = compile(config.as_bytes()).unwrap();
+        assert_eq!(policy.warnings.len(), 1, "{:?}", policy.warnings);
+        assert!(policy.warnings[0].contains("`write`") && policy.warnings[0].contains("`read`"));
+
+        // Saying what other methods get silences it.
+        let deny = config.replace(
+            r#""auth":["api_key"]}"#,
+            r#""auth":["api_key"],"other_methods":"deny"}"#,
+        );
+        assert_eq!(
+            compile(deny.as_bytes()).unwrap().warnings,
+            Vec::<String>::new()
+        );
+        // So does a later rule demanding as much.
+        let strict = config.replace(r#""threats":"log"}"#, r#""auth":["api_key"]}"#);
+        assert_eq!(
+            compile(strict.as_bytes()).unwrap().warnings,
+            Vec::<String>::new()
+        );
+
+        // No later rule: other methods match nothing and pass under `default: allow`.
+        let alone = r#"{"api_keys":{"clients":[{"id":"c","sha256":"a52782e3a2d4dd2f95f640b9abfb3b2a6b8e722c65f55be830f6e5f619f7f873"}]},
+            "rules":[{"name":"write","match":{"path":"/api/orders","methods":["POST"]},"auth":["api_key"]}]}"#;
+        let warnings = compile(alone.as_bytes()).unwrap().warnings;
+        assert!(
+            warnings.len() == 1 && warnings[0].contains("match no rule"),
+            "{warnings:?}"
+        );
+        let denied = alone.replace(r#"{"api_keys""#, r#"{"default":"deny","api_keys""#);
+        assert_eq!(
+            compile(denied.as_bytes()).unwrap().warnings,
+            Vec::<String>::new()
+        );
+
+        // A later rule listing its own methods was meant for them; what neither takes may
+        // still match no rule.
+        let split = alone.replace(
+            r#""auth":["api_key"]}]}"#,
+            r#""auth":["api_key"]},
+            {"name":"read","match":{"prefix":"/api/","methods":["GET"]},"auth":["api_key"]}]}"#,
+        );
+        let warnings = compile(split.as_bytes()).unwrap().warnings;
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings.iter().all(|w| w.contains("match no rule")));
+        let closed = split.replace(
+            r#""methods":["GET"]},"auth""#,
+            r#""methods":["GET"]},"other_methods":"deny","auth""#,
+        );
+        assert_eq!(
+            compile(closed.as_bytes()).unwrap().warnings,
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn a_cors_preflight_is_decided_by_the_rule_of_the_method_it_asks_about() {
+        let config = r#"{"api_keys":{"from_headers":["x-api-key"],"clients":[]},"rules":[
+            {"name":"write","match":{"prefix":"/api","methods":["POST"]},
+             "auth":["api_key"],"cors_preflight":"allow"},
+            {"name":"read","match":{"prefix":"/api","methods":["GET"]},"other_methods":"deny",
+             "auth":["api_key"]}]}"#;
+        let preflight = |method: &str, asks: &str| {
+            decide(
+                config,
+                &[
+                    (":method", method),
+                    (":path", "/api/orders"),
+                    ("origin", "https://app.example"),
+                    ("access-control-request-method", asks),
+                ],
+            )
+        };
+        let d = preflight("OPTIONS", "POST");
+        assert_eq!(
+            (d.rule.as_deref(), d.verdict),
+            (Some("write"), Verdict::Allow)
+        );
+        // Methods match in any case, preflights too.
+        assert_eq!(preflight("options", "post").verdict, Verdict::Allow);
+        let d = preflight("OPTIONS", "GET");
+        assert_eq!(
+            (d.rule.as_deref(), d.reason_code()),
+            (Some("read"), "api_key_missing")
+        );
+        let d = preflight("OPTIONS", "DELETE");
+        assert_eq!(
+            (d.rule.as_deref(), d.reason_code()),
+            (Some("read"), "method_not_allowed")
+        );
+        // An OPTIONS that is not a preflight is matched on its own method.
+        let d = decide(config, &[(":method", "OPTIONS"), (":path", "/api/orders")]);
+        assert_eq!(d.reason_code(), "method_not_allowed");
     }
 
     #[test]

@@ -33,13 +33,16 @@ pub enum Reason {
     /// The request was too large to screen within `threat_scan_max_bytes`.
     ThreatScanLimit,
     IpDenied,
+    PathInvalid,
+    MethodNotAllowed,
+    NoRule,
     /// The client address is needed (IP lists, an address-keyed rate limit) but unknown.
     ClientIpUnknown,
 }
 
 impl Reason {
     /// Every reason, for metrics defined up front.
-    pub const ALL: [Reason; 27] = [
+    pub const ALL: [Reason; 30] = [
         Reason::HttpsRequired,
         Reason::JwtMissing,
         Reason::JwtMalformed,
@@ -66,6 +69,9 @@ impl Reason {
         Reason::ThreatTraversal,
         Reason::ThreatScanLimit,
         Reason::IpDenied,
+        Reason::PathInvalid,
+        Reason::MethodNotAllowed,
+        Reason::NoRule,
         Reason::ClientIpUnknown,
     ];
 
@@ -98,6 +104,9 @@ impl Reason {
             Reason::ThreatTraversal => "threat_traversal",
             Reason::ThreatScanLimit => "threat_scan_limit",
             Reason::IpDenied => "ip_denied",
+            Reason::PathInvalid => "path_invalid",
+            Reason::MethodNotAllowed => "method_not_allowed",
+            Reason::NoRule => "no_rule",
             Reason::ClientIpUnknown => "client_ip_unknown",
         }
     }
@@ -128,7 +137,9 @@ impl Reason {
             Reason::RateLimited | Reason::RateLimitUnavailable => 429,
             Reason::BodyTooLarge | Reason::ThreatScanLimit => 413,
             Reason::MediaType => 415,
-            Reason::BodyInvalid | Reason::BodySchema => 400,
+            Reason::BodyInvalid | Reason::BodySchema | Reason::PathInvalid => 400,
+            Reason::MethodNotAllowed => 405,
+            Reason::NoRule => 404,
         }
     }
 
@@ -161,6 +172,9 @@ impl Reason {
             Reason::ThreatTraversal => "The request looks like path traversal",
             Reason::ThreatScanLimit => "Request too large to screen",
             Reason::IpDenied => "The client address is not allowed",
+            Reason::PathInvalid => "The request path is not accepted",
+            Reason::MethodNotAllowed => "The method is not allowed on this path",
+            Reason::NoRule => "No rule of this API matches the request",
             Reason::ClientIpUnknown => "The client address could not be determined",
         }
     }

@@ -115,6 +115,19 @@ pub struct EnvoyOptions {
     pub use_remote_address: bool,
     /// The connection manager's `http_protocol_options` (HTTP/1), e.g. to accept trailers.
     pub http_protocol_options: Option<Value>,
+    /// The connection manager's path settings (`normalize_path`, `merge_slashes`,
+    /// `path_with_escaped_slashes_action`) as a JSON object merged into it; `None`: none
+    /// set, Envoy's defaults. [`demo_path_settings`] are the shipped envoy.yaml's.
+    pub hcm_path_settings: Option<Value>,
+}
+
+/// The path settings of the shipped envoy/envoy.yaml's connection manager.
+pub fn demo_path_settings() -> Value {
+    json!({
+        "normalize_path": true,
+        "merge_slashes": true,
+        "path_with_escaped_slashes_action": "UNESCAPE_AND_REDIRECT"
+    })
 }
 
 impl EnvoyOptions {
@@ -130,7 +143,14 @@ impl EnvoyOptions {
             module: None,
             use_remote_address: false,
             http_protocol_options: None,
+            hcm_path_settings: None,
         }
+    }
+
+    /// Sets the connection manager's path settings (see [`EnvoyOptions::hcm_path_settings`]).
+    pub fn hcm_path_settings(mut self, settings: Option<Value>) -> Self {
+        self.hcm_path_settings = settings;
+        self
     }
 
     /// Sets a variable in the wasm VM's environment.
@@ -265,6 +285,12 @@ pub fn bootstrap(options: &EnvoyOptions, upstream_port: u16, access_log: &Path) 
     if options.use_remote_address {
         bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
             ["typed_config"]["use_remote_address"] = json!(true);
+    }
+    if let Some(Value::Object(settings)) = &options.hcm_path_settings {
+        for (key, value) in settings {
+            bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+                ["typed_config"][key] = value.clone();
+        }
     }
     if let Some(options) = &options.http_protocol_options {
         bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]

@@ -226,9 +226,10 @@ pub enum CorsPreflight {
     Allow,
 }
 
-/// A CORS preflight: OPTIONS with Origin and Access-Control-Request-Method.
+/// A CORS preflight: OPTIONS (in any case, as methods are matched) with Origin and
+/// Access-Control-Request-Method.
 pub fn is_cors_preflight(request: &super::Request) -> bool {
-    request.method() == "OPTIONS"
+    request.method().eq_ignore_ascii_case("OPTIONS")
         && request.header("origin").is_some()
         && request.header("access-control-request-method").is_some()
 }
