@@ -545,12 +545,20 @@ const BODY_RULE: &str = r#"{"rules":[{"name":"write","match":{"prefix":"/api"},
     "body":{"max_bytes":65536,"content_types":["application/json"],
             "json_schema":{"type":"object","properties":{"qty":{"type":"integer","maximum":100}}}}}]}"#;
 
-/// Sends a chunked JSON body in two parts, `delay` apart; returns the status, the instant the
-/// last part was sent and the instant the answer came.
-fn slow_post(envoy: &Envoy, first: &str, last: &str, delay: Duration) -> (u16, Instant, Instant) {
+/// Sends a chunked JSON body in two parts, `delay` apart, tagged `x-seq: <seq>` (so its head
+/// is told from another's however late the recorder logs it); returns the status, the
+/// instant the last part was sent and the instant the answer came.
+fn slow_post(
+    envoy: &Envoy,
+    seq: usize,
+    (first, last): (&str, &str),
+    delay: Duration,
+) -> (u16, Instant, Instant) {
     let mut stream = envoy.client().connect().unwrap();
-    let head = "POST /api/orders HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\
-                content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+    let head = format!(
+        "POST /api/orders HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\nx-seq: {seq}\r\n\
+         content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
     stream.write_all(head.as_bytes()).unwrap();
     stream
         .write_all(format!("{:x}\r\n{first}\r\n", first.len()).as_bytes())
@@ -581,17 +589,23 @@ fn the_buffer_filter_after_api_guard_closes_the_window_before_a_body_refusal() {
     // long before the refusal it came.
     let run = |envoy: &Envoy, recorder: &HeadRecorder, delay: Duration| {
         let mut seen_heads: Vec<(bool, Duration)> = Vec::new();
+        let mut seq = 0;
         let mut refused_post = || {
-            let seen = recorder.heads().len();
-            let (status, last_sent, answered) = slow_post(envoy, refused.0, refused.1, delay);
+            seq += 1;
+            let (status, last_sent, answered) = slow_post(envoy, seq, refused, delay);
             assert_eq!(status, 400);
-            if let Some((at, _)) = recorder.heads().get(seen) {
+            let tag = format!("x-seq: {seq}\r\n");
+            if let Some((at, _)) = recorder
+                .heads()
+                .iter()
+                .find(|(_, head)| head.to_ascii_lowercase().contains(&tag))
+            {
                 seen_heads.push((*at < last_sent, answered.duration_since(*at)));
             }
         };
         refused_post();
         let cold = recorder.heads().len();
-        let (status, _, _) = slow_post(envoy, accepted.0, accepted.1, Duration::from_millis(50));
+        let (status, _, _) = slow_post(envoy, 0, accepted, Duration::from_millis(50));
         assert_eq!(status, 200);
         for _ in 0..8 {
             refused_post();
@@ -628,7 +642,7 @@ fn the_buffer_filter_after_api_guard_closes_the_window_before_a_body_refusal() {
     let (cold, heads) = run(&envoy, &recorder, short);
     assert_eq!(cold, 0, "{:?}", recorder.heads());
     assert!(heads.is_empty(), "{heads:?}");
-    let (status, _, _) = slow_post(&envoy, refused.0, refused.1, delay);
+    let (status, _, _) = slow_post(&envoy, 100, refused, delay);
     assert_eq!(status, 400);
     assert_eq!(
         recorder.heads().len(),
