@@ -15,6 +15,7 @@ mod rules;
 #[cfg(feature = "schema")]
 pub mod schema;
 mod screen;
+mod validate;
 
 pub use error::{ConfigError, JsonPath};
 
@@ -179,11 +180,12 @@ pub fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
     };
     let rules = rules::compile(&raw.rules, &root.key("rules"), &referents)?;
     let warnings = rules::shadow_warnings(&rules, raw.default_action);
-    if raw.client_ip.xff_trusted_hops > MAX_TRUSTED_HOPS {
-        return Err(root.key("client_ip").key("xff_trusted_hops").error(format!(
-            "expected at most {MAX_TRUSTED_HOPS} proxies in front of Envoy"
-        )));
-    }
+    validate::in_range(
+        u64::from(raw.client_ip.xff_trusted_hops),
+        (0, u64::from(MAX_TRUSTED_HOPS)),
+        "proxies in front of Envoy",
+        &root.key("client_ip").key("xff_trusted_hops"),
+    )?;
     let mut policy = Policy::new(raw.mode, raw.log.decisions, rules, hardening);
     policy.default_action = raw.default_action;
     policy.warnings = warnings;
