@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::validate::in_range_or;
+use super::validate::Range;
 use super::{ConfigError, JsonPath};
 use crate::policy::body::{
     BodyRules, MediaRange, Schema, DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, MAX_MAX_DEPTH,
@@ -11,6 +11,8 @@ use crate::policy::body::{
 
 /// The largest `max_bytes` accepted (bodies are buffered in Envoy's memory).
 pub const MAX_MAX_BYTES: u64 = 64 * 1024 * 1024;
+const MAX_BYTES: Range = Range::new(1, MAX_MAX_BYTES, "bytes");
+const MAX_DEPTH: Range = Range::new(1, MAX_MAX_DEPTH as u64, "levels of nesting");
 
 #[derive(Debug, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -25,19 +27,12 @@ pub struct RawBody {
 }
 
 pub fn compile(raw: &RawBody, at: &JsonPath) -> Result<BodyRules, ConfigError> {
-    let max_bytes = in_range_or(
-        raw.max_bytes,
-        DEFAULT_MAX_BYTES,
-        (1, MAX_MAX_BYTES),
-        "bytes",
-        &at.key("max_bytes"),
-    )
-    .map_err(|e| e.with_fix("Envoy buffers the body in memory"))?;
-    let max_depth = in_range_or(
+    let max_bytes = MAX_BYTES
+        .check_or(raw.max_bytes, DEFAULT_MAX_BYTES, &at.key("max_bytes"))
+        .map_err(|e| e.with_fix("Envoy buffers the body in memory"))?;
+    let max_depth = MAX_DEPTH.check_or(
         raw.max_depth,
         DEFAULT_MAX_DEPTH as u64,
-        (1, MAX_MAX_DEPTH as u64),
-        "levels of nesting",
         &at.key("max_depth"),
     )?;
     // In range, so it fits.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::validate::{self, header_name, in_range, in_range_or, HeaderUse};
+use super::validate::{self, header_name, HeaderUse, Range};
 use super::{ConfigError, JsonPath};
 use crate::policy::auth::jwt::alg::{Alg, KeyKind};
 use crate::policy::auth::jwt::claims::ClaimRules;
@@ -22,8 +22,12 @@ pub const MAX_CLOCK_SKEW: u64 = 600;
 pub const DEFAULT_CACHE_ENTRIES: u64 = 4096;
 pub const MAX_CACHE_ENTRIES: u64 = 65_536;
 pub const DEFAULT_MAX_TOKEN_BYTES: u64 = 8192;
-/// Bounds of `max_token_bytes`.
-const TOKEN_BYTES: (u64, u64) = (512, 65_536);
+const CLOCK_SKEW: Range = Range::new(0, MAX_CLOCK_SKEW, "seconds");
+const MAX_LIFETIME: Range = Range::new(1, u64::MAX, "second");
+const CACHE_ENTRIES: Range = Range::new(0, MAX_CACHE_ENTRIES, "entries");
+const TOKEN_BYTES: Range = Range::new(512, 65_536, "bytes");
+const JWKS_TIMEOUT: Range = Range::new(1, 60_000, "milliseconds");
+const JWKS_REFRESH: Range = Range::new(1, 86_400, "seconds");
 pub const DEFAULT_TIMEOUT_MS: u64 = 2000;
 pub const DEFAULT_REFRESH_SECONDS: u64 = 600;
 
@@ -149,36 +153,27 @@ fn compile_provider(name: &str, raw: &RawProvider, at: &JsonPath) -> Result<Prov
     let keys = key_source(raw, at)?;
     let algorithms = algorithms(raw.algorithms.as_deref(), &keys, &at.key("algorithms"))?;
     let sources = sources(raw, at)?;
-    let clock_skew_seconds = in_range_or(
+    let clock_skew_seconds = CLOCK_SKEW.check_or(
         raw.clock_skew_seconds,
         DEFAULT_CLOCK_SKEW,
-        (0, MAX_CLOCK_SKEW),
-        "seconds",
         &at.key("clock_skew_seconds"),
     )?;
     if let Some(seconds) = raw.max_lifetime_seconds {
-        in_range(
-            seconds,
-            (1, u64::MAX),
-            "second",
-            &at.key("max_lifetime_seconds"),
-        )
-        .map_err(|e| e.with_fix("leave it out for no bound"))?;
+        MAX_LIFETIME
+            .check(seconds, &at.key("max_lifetime_seconds"))
+            .map_err(|e| e.with_fix("leave it out for no bound"))?;
     }
     let (claim_to_headers, payload_header) = upstream_headers(raw, at)?;
-    let cache_entries = in_range_or(
-        raw.cache_entries,
-        DEFAULT_CACHE_ENTRIES,
-        (0, MAX_CACHE_ENTRIES),
-        "entries",
-        &at.key("cache_entries"),
-    )
-    .map_err(|e| e.with_fix("0 turns the cache off"))?;
-    let max_token_bytes = in_range_or(
+    let cache_entries = CACHE_ENTRIES
+        .check_or(
+            raw.cache_entries,
+            DEFAULT_CACHE_ENTRIES,
+            &at.key("cache_entries"),
+        )
+        .map_err(|e| e.with_fix("0 turns the cache off"))?;
+    let max_token_bytes = TOKEN_BYTES.check_or(
         raw.max_token_bytes,
         DEFAULT_MAX_TOKEN_BYTES,
-        TOKEN_BYTES,
-        "bytes",
         &at.key("max_token_bytes"),
     )?;
     // Both are in range, so they fit.
@@ -312,18 +307,11 @@ fn remote_jwks(raw: &RawRemoteJwks, at: &JsonPath) -> Result<RemoteJwks, ConfigE
             .key("authority")
             .error("expected a host name such as idp.example.com"));
     }
-    let timeout_ms = in_range_or(
-        raw.timeout_ms,
-        DEFAULT_TIMEOUT_MS,
-        (1, 60_000),
-        "milliseconds",
-        &at.key("timeout_ms"),
-    )?;
-    let refresh_seconds = in_range_or(
+    let timeout_ms =
+        JWKS_TIMEOUT.check_or(raw.timeout_ms, DEFAULT_TIMEOUT_MS, &at.key("timeout_ms"))?;
+    let refresh_seconds = JWKS_REFRESH.check_or(
         raw.refresh_seconds,
         DEFAULT_REFRESH_SECONDS,
-        (1, 86_400),
-        "seconds",
         &at.key("refresh_seconds"),
     )?;
     Ok(RemoteJwks {

@@ -26,7 +26,9 @@ use serde::Deserialize;
 use crate::policy::{ClientIpSource, DefaultAction, LogDecisions, Mode, Policy};
 
 /// More proxies than this in front of Envoy is a misconfiguration.
-const MAX_TRUSTED_HOPS: u32 = 16;
+const MAX_TRUSTED_HOPS: u64 = 16;
+const TRUSTED_HOPS: validate::Range =
+    validate::Range::new(0, MAX_TRUSTED_HOPS, "proxies in front of Envoy");
 
 /// The plugin configuration as Envoy or Istio pushes it (a JSON object).
 #[derive(Debug, Default, Deserialize)]
@@ -180,10 +182,8 @@ pub fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
     };
     let rules = rules::compile(&raw.rules, &root.key("rules"), &referents)?;
     let warnings = rules::shadow_warnings(&rules, raw.default_action);
-    validate::in_range(
+    TRUSTED_HOPS.check(
         u64::from(raw.client_ip.xff_trusted_hops),
-        (0, u64::from(MAX_TRUSTED_HOPS)),
-        "proxies in front of Envoy",
         &root.key("client_ip").key("xff_trusted_hops"),
     )?;
     let mut policy = Policy::new(raw.mode, raw.log.decisions, rules, hardening);

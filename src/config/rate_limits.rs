@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::validate::{self, in_range, in_range_or};
+use super::validate::{self, Range};
 use super::{ConfigError, JsonPath};
 use crate::policy::limit::global::{FailureMode, GlobalLimit};
 use crate::policy::limit::table::{SlotTable, MAX_SLOTS};
@@ -17,6 +17,8 @@ use crate::policy::limit::RateLimitPolicy;
 const MAX_REQUESTS: u64 = 1_000_000_000;
 /// Fewer slots than this cannot hold the clients of even a small test.
 const MIN_SLOTS: u32 = 64;
+const REQUESTS: Range = Range::new(1, MAX_REQUESTS, "requests");
+const SLOTS: Range = Range::new(MIN_SLOTS as u64, MAX_SLOTS as u64, "slots");
 
 #[derive(Debug, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -62,6 +64,7 @@ pub enum RawFailureMode {
 /// The default wait for the service, and the longest accepted.
 const DEFAULT_TIMEOUT_MS: u64 = 100;
 const MAX_TIMEOUT_MS: u64 = 10_000;
+const TIMEOUT: Range = Range::new(1, MAX_TIMEOUT_MS, "milliseconds");
 
 fn compile_global(raw: &RawGlobal, at: &JsonPath) -> Result<GlobalLimit, ConfigError> {
     // A cluster name goes to Envoy as is; Envoy refuses unknown clusters only per call, so
@@ -79,13 +82,7 @@ fn compile_global(raw: &RawGlobal, at: &JsonPath) -> Result<GlobalLimit, ConfigE
             .key("domain")
             .error("expected the rate limit service's domain (1 to 256 characters)"));
     }
-    let timeout_ms = in_range_or(
-        raw.timeout_ms,
-        DEFAULT_TIMEOUT_MS,
-        (1, MAX_TIMEOUT_MS),
-        "milliseconds",
-        &at.key("timeout_ms"),
-    )?;
+    let timeout_ms = TIMEOUT.check_or(raw.timeout_ms, DEFAULT_TIMEOUT_MS, &at.key("timeout_ms"))?;
     Ok(GlobalLimit {
         cluster: raw.cluster.clone(),
         domain: raw.domain.clone(),
@@ -163,7 +160,8 @@ pub fn compile(
 }
 
 fn count(value: u64, at: &JsonPath) -> Result<u64, ConfigError> {
-    in_range(value, (1, MAX_REQUESTS), "requests", at)
+    REQUESTS
+        .check(value, at)
         .map_err(|e| e.with_fix("to stop limiting, remove the policy from the rule"))
 }
 
@@ -171,12 +169,7 @@ pub fn compile_table(raw: &RawRateLimitTable, at: &JsonPath) -> Result<SlotTable
     let Some(slots) = raw.slots else {
         return Ok(SlotTable::default());
     };
-    let slots = in_range(
-        slots,
-        (u64::from(MIN_SLOTS), u64::from(MAX_SLOTS)),
-        "slots",
-        &at.key("slots"),
-    )?;
+    let slots = SLOTS.check(slots, &at.key("slots"))?;
     // In range, so it fits.
     Ok(SlotTable {
         slots: u32::try_from(slots).unwrap_or(MAX_SLOTS),

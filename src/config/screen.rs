@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::validate::in_range;
+use super::validate::Range;
 use super::{ConfigError, JsonPath};
 use crate::policy::screen::{ip::parse_entry, IpRules};
 
@@ -45,12 +45,12 @@ const MIN_SCAN_BUDGET: u64 = 1024;
 const MAX_SCAN_BUDGET: u64 = 64 * 1024 * 1024;
 
 pub fn compile_scan_budget(budget: u64, at: &JsonPath) -> Result<u64, ConfigError> {
-    in_range(
-        budget,
-        (MIN_SCAN_BUDGET, MAX_SCAN_BUDGET),
+    const BUDGET: Range = Range::new(
+        MIN_SCAN_BUDGET,
+        MAX_SCAN_BUDGET,
         "bytes of screening per request",
-        at,
-    )
+    );
+    BUDGET.check(budget, at)
 }
 
 #[cfg(test)]

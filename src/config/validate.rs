@@ -110,17 +110,21 @@ pub fn cookie_name(name: &str, at: &JsonPath) -> Result<String, ConfigError> {
 }
 
 fn unreserved_name(name: &str, at: &JsonPath, what: &str) -> Result<String, ConfigError> {
-    let valid = !name.is_empty()
-        && name.len() <= MAX_NAME_BYTES
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b));
-    if !valid {
+    if !is_made_of(name, MAX_NAME_BYTES, b"-_.~") {
         return Err(at.error(format!(
             "expected {what} of 1 to {MAX_NAME_BYTES} letters, digits, '-', '_', '.' or '~'"
         )));
     }
     Ok(name.to_string())
+}
+
+/// Whether `text` is 1 to `max` ASCII letters, digits and `extra` bytes.
+fn is_made_of(text: &str, max: usize, extra: &[u8]) -> bool {
+    !text.is_empty()
+        && text.len() <= max
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
 }
 
 /// The longest rule name or API client id.
@@ -131,12 +135,7 @@ pub const MAX_SHORT_NAME: usize = 64;
 /// A name the configuration gives something (a rule, a rate limit policy, a JWT provider, an
 /// API client): 1 to `max` letters, digits, `-`, `_`, `.` or `:`.
 pub fn name(name: &str, max: usize, at: &JsonPath) -> Result<String, ConfigError> {
-    let valid = !name.is_empty()
-        && name.len() <= max
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
-    if !valid {
+    if !is_made_of(name, max, b"-_.:") {
         return Err(at.error(format!(
             "expected 1 to {max} characters of letters, digits, '-', '_', '.' or ':'"
         )));
@@ -164,36 +163,45 @@ pub fn scopes(raw: Option<&[String]>, at: &JsonPath) -> Result<Vec<String>, Conf
     Ok(scopes)
 }
 
-/// A whole number within `min..=max`, refused as "expected MIN to MAX UNIT" ("at most MAX"
-/// when the range starts at 0, "at least MIN" when it has no upper end).
-pub fn in_range(
-    value: u64,
-    (min, max): (u64, u64),
-    unit: &str,
-    at: &JsonPath,
-) -> Result<u64, ConfigError> {
-    if (min..=max).contains(&value) {
-        return Ok(value);
-    }
-    let expected = if max == u64::MAX {
-        format!("expected at least {min} {unit}")
-    } else if min == 0 {
-        format!("expected at most {max} {unit}")
-    } else {
-        format!("expected {min} to {max} {unit}")
-    };
-    Err(at.error(expected))
+/// The accepted values of a numeric key, and what they count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    pub min: u64,
+    pub max: u64,
+    pub unit: &'static str,
 }
 
-/// [`in_range`] for a value that may be left out, which takes `default`.
-pub fn in_range_or(
-    value: Option<u64>,
-    default: u64,
-    bounds: (u64, u64),
-    unit: &str,
-    at: &JsonPath,
-) -> Result<u64, ConfigError> {
-    in_range(value.unwrap_or(default), bounds, unit, at)
+impl Range {
+    pub const fn new(min: u64, max: u64, unit: &'static str) -> Self {
+        Range { min, max, unit }
+    }
+
+    /// `value` if within `min..=max`, else "expected MIN to MAX UNIT" ("at most MAX" when
+    /// the range starts at 0, "at least MIN" when it has no upper end).
+    pub fn check(&self, value: u64, at: &JsonPath) -> Result<u64, ConfigError> {
+        let Range { min, max, unit } = *self;
+        if (min..=max).contains(&value) {
+            return Ok(value);
+        }
+        let expected = if max == u64::MAX {
+            format!("expected at least {min} {unit}")
+        } else if min == 0 {
+            format!("expected at most {max} {unit}")
+        } else {
+            format!("expected {min} to {max} {unit}")
+        };
+        Err(at.error(expected))
+    }
+
+    /// [`Range::check`] for a key that may be left out, which then takes `default`.
+    pub fn check_or(
+        &self,
+        value: Option<u64>,
+        default: u64,
+        at: &JsonPath,
+    ) -> Result<u64, ConfigError> {
+        self.check(value.unwrap_or(default), at)
+    }
 }
 
 #[cfg(test)]
@@ -249,12 +257,17 @@ mod tests {
     #[test]
     fn ranges_say_what_they_expect() {
         let at = JsonPath::root().key("n");
-        let message = |v, bounds| in_range(v, bounds, "seconds", &at).unwrap_err().message;
-        assert_eq!(message(0, (1, 10)), "expected 1 to 10 seconds");
-        assert_eq!(message(11, (0, 10)), "expected at most 10 seconds");
-        assert_eq!(message(0, (1, u64::MAX)), "expected at least 1 seconds");
-        assert_eq!(in_range_or(None, 5, (1, 10), "s", &at), Ok(5));
-        assert_eq!(in_range(10, (1, 10), "s", &at), Ok(10));
+        let message = |v, min, max| {
+            Range::new(min, max, "seconds")
+                .check(v, &at)
+                .unwrap_err()
+                .message
+        };
+        assert_eq!(message(0, 1, 10), "expected 1 to 10 seconds");
+        assert_eq!(message(11, 0, 10), "expected at most 10 seconds");
+        assert_eq!(message(0, 1, u64::MAX), "expected at least 1 seconds");
+        assert_eq!(Range::new(1, 10, "s").check_or(None, 5, &at), Ok(5));
+        assert_eq!(Range::new(1, 10, "s").check(10, &at), Ok(10));
     }
 }
 
