@@ -70,6 +70,10 @@ pub struct RawProvider {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawRemoteJwks {
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = super::validate::CLUSTER_NAME_PATTERN))
+    )]
     pub cluster: String,
     pub authority: Option<String>,
     pub path: String,
@@ -291,11 +295,7 @@ fn local_jwks(raw: &Value, at: &JsonPath) -> Result<KeySet, ConfigError> {
 }
 
 fn remote_jwks(raw: &RawRemoteJwks, at: &JsonPath) -> Result<RemoteJwks, ConfigError> {
-    if raw.cluster.is_empty() || raw.cluster.len() > 256 {
-        return Err(at
-            .key("cluster")
-            .error("expected the name of the Envoy cluster that serves the JWKS"));
-    }
+    let cluster = validate::cluster_name(&raw.cluster, "the JWKS", &at.key("cluster"))?;
     if !raw.path.starts_with('/') || raw.path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
         return Err(at
             .key("path")
@@ -315,7 +315,7 @@ fn remote_jwks(raw: &RawRemoteJwks, at: &JsonPath) -> Result<RemoteJwks, ConfigE
         &at.key("refresh_seconds"),
     )?;
     Ok(RemoteJwks {
-        cluster: raw.cluster.clone(),
+        cluster,
         authority,
         path: raw.path.clone(),
         timeout_ms,

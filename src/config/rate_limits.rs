@@ -40,6 +40,10 @@ pub struct RawRateLimit {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawGlobal {
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = super::validate::CLUSTER_NAME_PATTERN))
+    )]
     /// The Envoy cluster serving `envoy.service.ratelimit.v3.RateLimitService` (HTTP/2).
     pub cluster: String,
     /// The service's domain for this policy.
@@ -67,16 +71,8 @@ const MAX_TIMEOUT_MS: u64 = 10_000;
 const TIMEOUT: Range = Range::new(1, MAX_TIMEOUT_MS, "milliseconds");
 
 fn compile_global(raw: &RawGlobal, at: &JsonPath) -> Result<GlobalLimit, ConfigError> {
-    // A cluster name goes to Envoy as is; Envoy refuses unknown clusters only per call, so
-    // at least refuse what no cluster can be named.
-    let cluster_ok = !raw.cluster.is_empty()
-        && raw.cluster.len() <= 256
-        && raw.cluster.bytes().all(|b| b.is_ascii_graphic());
-    if !cluster_ok {
-        return Err(at.key("cluster").error(
-            "expected the name of an Envoy cluster serving the rate limit service (1 to 256 visible ASCII characters)",
-        ));
-    }
+    let cluster =
+        validate::cluster_name(&raw.cluster, "the rate limit service", &at.key("cluster"))?;
     if raw.domain.is_empty() || raw.domain.len() > 256 {
         return Err(at
             .key("domain")
@@ -84,7 +80,7 @@ fn compile_global(raw: &RawGlobal, at: &JsonPath) -> Result<GlobalLimit, ConfigE
     }
     let timeout_ms = TIMEOUT.check_or(raw.timeout_ms, DEFAULT_TIMEOUT_MS, &at.key("timeout_ms"))?;
     Ok(GlobalLimit {
-        cluster: raw.cluster.clone(),
+        cluster,
         domain: raw.domain.clone(),
         timeout: Duration::from_millis(timeout_ms),
         failure_mode: match raw.failure_mode {
@@ -212,8 +208,8 @@ mod tests {
             (r#"{"rate_limits":{"s":{"requests":10,"per":"minute","window":1}}}"#.into(), "rate_limits.s.window: unknown field"),
             (r#"{"rate_limits":{"a b":{"requests":10,"per":"minute"}}}"#.into(), "rate_limits.a b: expected 1 to 64 characters of letters"),
             (r#"{"rate_limits":{"g":{"requests":10,"per":"minute","global":{"cluster":"rls"}}}}"#.into(), "rate_limits.g.global: missing field `domain`"),
-            (r#"{"rate_limits":{"g":{"requests":10,"per":"minute","global":{"cluster":"","domain":"d"}}}}"#.into(), "rate_limits.g.global.cluster: expected the name of an Envoy cluster"),
-            (r#"{"rate_limits":{"g":{"requests":10,"per":"minute","global":{"cluster":"a b","domain":"d"}}}}"#.into(), "rate_limits.g.global.cluster: expected the name of an Envoy cluster"),
+            (r#"{"rate_limits":{"g":{"requests":10,"per":"minute","global":{"cluster":"","domain":"d"}}}}"#.into(), "rate_limits.g.global.cluster: expected the name of the Envoy cluster that serves the rate limit service"),
+            (r#"{"rate_limits":{"g":{"requests":10,"per":"minute","global":{"cluster":"a b","domain":"d"}}}}"#.into(), "rate_limits.g.global.cluster: expected the name of the Envoy cluster that serves the rate limit service"),
             (r#"{"rate_limits":{"g":{"requests":10,"per":"minute","global":{"cluster":"rls","domain":""}}}}"#.into(), "rate_limits.g.global.domain: expected the rate limit service's domain"),
             (r#"{"rate_limits":{"g":{"requests":10,"per":"minute","global":{"cluster":"rls","domain":"d","timeout_ms":0}}}}"#.into(), "rate_limits.g.global.timeout_ms: expected 1 to 10000 milliseconds"),
             (r#"{"rate_limits":{"g":{"requests":10,"per":"minute","global":{"cluster":"rls","domain":"d","timeout_ms":10001}}}}"#.into(), "rate_limits.g.global.timeout_ms: expected 1 to 10000 milliseconds"),

@@ -16,6 +16,8 @@ pub const HEADER_NAME_PATTERN: &str = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$";
 pub const PARAM_NAME_PATTERN: &str = r"^[A-Za-z0-9._~-]{1,128}$";
 #[cfg(any(feature = "schema", test))]
 pub const LONG_NAME_PATTERN: &str = r"^[A-Za-z0-9_.:-]{1,128}$";
+#[cfg(any(feature = "schema", test))]
+pub const CLUSTER_NAME_PATTERN: &str = r"^[!-~]{1,256}$";
 
 /// Headers HTTP itself manages (framing and hop-by-hop): api-guard never reads a
 /// credential from, sets or removes them.
@@ -138,6 +140,19 @@ pub fn name(name: &str, max: usize, at: &JsonPath) -> Result<String, ConfigError
     if !is_made_of(name, max, b"-_.:") {
         return Err(at.error(format!(
             "expected 1 to {max} characters of letters, digits, '-', '_', '.' or ':'"
+        )));
+    }
+    Ok(name.to_string())
+}
+
+/// The name of an Envoy cluster api-guard calls (`what` it serves): 1 to 256 visible ASCII
+/// characters. Envoy refuses an unknown cluster only per call, so at least refuse here what
+/// no cluster can be named.
+pub fn cluster_name(name: &str, what: &str, at: &JsonPath) -> Result<String, ConfigError> {
+    if name.is_empty() || name.len() > 256 || !name.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(at.error(format!(
+            "expected the name of the Envoy cluster that serves {what} \
+             (1 to 256 visible ASCII characters)"
         )));
     }
     Ok(name.to_string())
@@ -361,6 +376,10 @@ mod config_tests {
             (
                 provider(r#","max_lifetime_seconds":0"#),
                 "jwt_providers.corp.max_lifetime_seconds: expected at least 1 second; leave it out",
+            ),
+            (
+                r#"{"jwt_providers":{"corp":{"remote_jwks":{"cluster":"a b","authority":"idp","path":"/j"}}}}"#.into(),
+                "jwt_providers.corp.remote_jwks.cluster: expected the name of the Envoy cluster that serves the JWKS (1 to 256 visible",
             ),
             (
                 provider(r#","cache_entries":65537"#),
