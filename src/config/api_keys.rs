@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::headers::token_header_name;
+use super::validate::{self, header_name, HeaderUse};
 use super::{ConfigError, JsonPath};
 use crate::policy::auth::api_key::{ApiClient, ApiKeys, DEFAULT_CLIENT_HEADER, DEFAULT_KEY_HEADER};
 use crate::policy::limit::RateLimitPolicy;
@@ -12,9 +12,18 @@ use crate::policy::limit::RateLimitPolicy;
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawApiKeys {
+    #[cfg_attr(
+        feature = "schema",
+        schemars(inner(regex(pattern = super::validate::HEADER_NAME_PATTERN)))
+    )]
     pub from_headers: Option<Vec<String>>,
     #[serde(default)]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(inner(regex(pattern = super::validate::PARAM_NAME_PATTERN)))
+    )]
     pub from_params: Vec<String>,
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = super::validate::HEADER_NAME_PATTERN)))]
     pub client_header: Option<String>,
     #[serde(default)]
     pub forward: bool,
@@ -25,6 +34,10 @@ pub struct RawApiKeys {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawClient {
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = super::validate::LONG_NAME_PATTERN))
+    )]
     pub id: String,
     pub sha256: String,
     #[serde(default)]
@@ -42,7 +55,7 @@ pub fn compile(
         Some(names) => {
             let mut out: Vec<String> = Vec::with_capacity(names.len());
             for (i, name) in names.iter().enumerate() {
-                let name = request_header_name(name, &at.key("from_headers").index(i))?;
+                let name = header_name(name, HeaderUse::Source, &at.key("from_headers").index(i))?;
                 if !out.contains(&name) {
                     out.push(name);
                 }
@@ -54,19 +67,9 @@ pub fn compile(
     };
     let mut from_params: Vec<String> = Vec::with_capacity(raw.from_params.len());
     for (i, name) in raw.from_params.iter().enumerate() {
-        let valid = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'));
-        if !valid {
-            return Err(at
-                .key("from_params")
-                .index(i)
-                .error("expected a query parameter name (letters, digits, '-', '_', '.', '~')"));
-        }
-        if !from_params.contains(name) {
-            from_params.push(name.clone());
+        let name = validate::param_name(name, &at.key("from_params").index(i))?;
+        if !from_params.contains(&name) {
+            from_params.push(name);
         }
     }
     if from_headers.is_empty() && from_params.is_empty() {
@@ -75,7 +78,7 @@ pub fn compile(
             .error("expected at least one key source in `from_headers` or `from_params`"));
     }
     let client_header = match &raw.client_header {
-        Some(name) => request_header_name(name, &at.key("client_header"))?,
+        Some(name) => header_name(name, HeaderUse::Upstream, &at.key("client_header"))?,
         None => DEFAULT_CLIENT_HEADER.to_string(),
     };
     if from_headers.contains(&client_header) {
@@ -115,20 +118,14 @@ fn compile_client(
     at: &JsonPath,
     rate_limits: &[RateLimitPolicy],
 ) -> Result<ApiClient, ConfigError> {
-    let id_ok =
-        !raw.id.is_empty() && raw.id.len() <= 128 && raw.id.chars().all(super::rules::is_name_char);
-    if !id_ok {
-        return Err(at
-            .key("id")
-            .error("expected 1 to 128 characters of letters, digits, '-', '_', '.' or ':'"));
-    }
+    let id = validate::name(&raw.id, validate::MAX_LONG_NAME, &at.key("id"))?;
     let sha256 = parse_digest(&raw.sha256).ok_or_else(|| {
         at.key("sha256").error(
             "expected 64 lowercase hex characters, the SHA-256 of the key \
              (e.g. printf %s \"$KEY\" | sha256sum); never put the key itself here",
         )
     })?;
-    let scopes = super::rules::compile_scopes(Some(&raw.scopes), &at.key("scopes"))?;
+    let scopes = validate::scopes(Some(&raw.scopes), &at.key("scopes"))?;
     let rate_limit = match &raw.rate_limit {
         Some(name) => Some(super::rate_limits::resolve(
             rate_limits,
@@ -145,29 +142,12 @@ fn compile_client(
         None => None,
     };
     Ok(ApiClient {
-        id: raw.id.clone(),
+        id,
         sha256,
         scopes,
         rate_limit,
         not_after,
     })
-}
-
-/// A lower-case request header name that api-guard may read or set.
-fn request_header_name(name: &str, at: &JsonPath) -> Result<String, ConfigError> {
-    token_header_name(
-        name,
-        at,
-        &[
-            "host",
-            "content-length",
-            "transfer-encoding",
-            "connection",
-            "te",
-            "upgrade",
-        ],
-        "this header is managed by HTTP itself; choose another name",
-    )
 }
 
 fn parse_digest(text: &str) -> Option<[u8; 32]> {

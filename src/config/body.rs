@@ -3,6 +3,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::validate::Range;
 use super::{ConfigError, JsonPath};
 use crate::policy::body::{
     BodyRules, MediaRange, Schema, DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, MAX_MAX_DEPTH,
@@ -10,35 +11,32 @@ use crate::policy::body::{
 
 /// The largest `max_bytes` accepted (bodies are buffered in Envoy's memory).
 pub const MAX_MAX_BYTES: u64 = 64 * 1024 * 1024;
+const MAX_BYTES: Range = Range::new(1, MAX_MAX_BYTES, "bytes");
+const MAX_DEPTH: Range = Range::new(1, MAX_MAX_DEPTH as u64, "levels of nesting");
 
 #[derive(Debug, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawBody {
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 67_108_864)))]
     pub max_bytes: Option<u64>,
     pub content_types: Option<Vec<String>>,
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 100)))]
     pub max_depth: Option<u64>,
     pub json_schema: Option<Value>,
 }
 
 pub fn compile(raw: &RawBody, at: &JsonPath) -> Result<BodyRules, ConfigError> {
-    let max_bytes = raw.max_bytes.unwrap_or(DEFAULT_MAX_BYTES);
-    if max_bytes == 0 || max_bytes > MAX_MAX_BYTES {
-        return Err(at.key("max_bytes").error(format!(
-            "expected 1 to {MAX_MAX_BYTES} bytes (Envoy buffers the body in memory)"
-        )));
-    }
-    let max_depth = match raw.max_depth {
-        None => DEFAULT_MAX_DEPTH,
-        Some(depth) => match usize::try_from(depth) {
-            Ok(depth) if (1..=MAX_MAX_DEPTH).contains(&depth) => depth,
-            _ => {
-                return Err(at
-                    .key("max_depth")
-                    .error(format!("expected 1 to {MAX_MAX_DEPTH} levels of nesting")))
-            }
-        },
-    };
+    let max_bytes = MAX_BYTES
+        .check_or(raw.max_bytes, DEFAULT_MAX_BYTES, &at.key("max_bytes"))
+        .map_err(|e| e.with_fix("Envoy buffers the body in memory"))?;
+    let max_depth = MAX_DEPTH.check_or(
+        raw.max_depth,
+        DEFAULT_MAX_DEPTH as u64,
+        &at.key("max_depth"),
+    )?;
+    // In range, so it fits.
+    let max_depth = usize::try_from(max_depth).unwrap_or(MAX_MAX_DEPTH);
     let schema = match &raw.json_schema {
         None => None,
         Some(value) => {

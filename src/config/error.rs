@@ -19,12 +19,10 @@ impl ConfigError {
         }
     }
 
-    /// Refusal of a key of the config contract whose feature this build does not enforce yet.
-    pub fn not_supported(path: impl Into<String>) -> Self {
-        ConfigError::new(
-            path,
-            "not supported yet by this build of api-guard; remove the key",
-        )
+    /// The same refusal with how to fix it appended: `expected 1 to 10 requests; <fix>`.
+    pub fn with_fix(mut self, fix: &str) -> Self {
+        self.message = format!("{}; {fix}", self.message);
+        self
     }
 }
 

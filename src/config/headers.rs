@@ -6,6 +6,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
+use super::validate::{header_name, is_header_value, HeaderUse};
 use super::{ConfigError, JsonPath};
 use crate::policy::harden::{Hardening, HttpsPolicy, Profile};
 
@@ -18,6 +19,10 @@ pub struct RawHeaders {
     pub profile: Profile,
     #[serde(default)]
     pub response_set: BTreeMap<String, String>,
+    #[cfg_attr(
+        feature = "schema",
+        schemars(inner(regex(pattern = super::validate::HEADER_NAME_PATTERN)))
+    )]
     pub response_remove: Option<Vec<String>>,
     #[serde(default)]
     pub require_https: RawRequireHttps,
@@ -59,7 +64,7 @@ pub fn compile(raw: &RawHeaders, at: &JsonPath) -> Result<Hardening, ConfigError
     let mut set = Vec::with_capacity(raw.response_set.len());
     for (name, value) in &raw.response_set {
         let name_at = at.key("response_set").key(name);
-        let name = checked_header_name(name, &name_at)?;
+        let name = header_name(name, HeaderUse::Response, &name_at)?;
         if !is_header_value(value) {
             return Err(name_at
                 .error("header value must be visible ASCII or spaces, without CR, LF or NUL"));
@@ -71,7 +76,11 @@ pub fn compile(raw: &RawHeaders, at: &JsonPath) -> Result<Hardening, ConfigError
         Some(list) => {
             let mut names = Vec::with_capacity(list.len());
             for (i, name) in list.iter().enumerate() {
-                let name = checked_header_name(name, &at.key("response_remove").index(i))?;
+                let name = header_name(
+                    name,
+                    HeaderUse::Response,
+                    &at.key("response_remove").index(i),
+                )?;
                 if set.iter().any(|(n, _)| *n == name) {
                     return Err(at
                         .key("response_remove")
@@ -89,53 +98,6 @@ pub fn compile(raw: &RawHeaders, at: &JsonPath) -> Result<Hardening, ConfigError
         remove,
         raw.require_https.0,
     ))
-}
-
-/// Response headers that Envoy manages.
-const ENVOY_RESPONSE_HEADERS: &[&str] = &[
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "host",
-    "content-type",
-    "date",
-];
-
-fn checked_header_name(name: &str, at: &JsonPath) -> Result<String, ConfigError> {
-    token_header_name(
-        name,
-        at,
-        ENVOY_RESPONSE_HEADERS,
-        "this header is managed by Envoy and cannot be changed here",
-    )
-}
-
-/// A header name lower-cased (HTTP/2 and Envoy use lower case) that must be an RFC 9110
-/// token and none of `reserved` (refused with `why`).
-pub(crate) fn token_header_name(
-    name: &str,
-    at: &JsonPath,
-    reserved: &[&str],
-    why: &str,
-) -> Result<String, ConfigError> {
-    let lower = name.to_ascii_lowercase();
-    if lower.is_empty() || !lower.bytes().all(is_token_byte) {
-        return Err(at.error("expected a header name (letters, digits and !#$%&'*+-.^_`|~)"));
-    }
-    if reserved.contains(&lower.as_str()) {
-        return Err(at.error(why));
-    }
-    Ok(lower)
-}
-
-pub(crate) fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-pub(crate) fn is_header_value(value: &str) -> bool {
-    value
-        .bytes()
-        .all(|b| b == b' ' || b == b'\t' || (0x21..0x7f).contains(&b))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::validate::{self, header_name, HeaderUse, Range};
 use super::{ConfigError, JsonPath};
 use crate::policy::auth::jwt::alg::{Alg, KeyKind};
 use crate::policy::auth::jwt::claims::ClaimRules;
@@ -18,13 +19,17 @@ use crate::policy::auth::jwt::{
 pub const MAX_PROVIDERS: usize = 16;
 pub const DEFAULT_CLOCK_SKEW: u64 = 60;
 pub const MAX_CLOCK_SKEW: u64 = 600;
-pub const DEFAULT_CACHE_ENTRIES: usize = 4096;
-pub const MAX_CACHE_ENTRIES: usize = 65_536;
-pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
+pub const DEFAULT_CACHE_ENTRIES: u64 = 4096;
+pub const MAX_CACHE_ENTRIES: u64 = 65_536;
+pub const DEFAULT_MAX_TOKEN_BYTES: u64 = 8192;
+const CLOCK_SKEW: Range = Range::new(0, MAX_CLOCK_SKEW, "seconds");
+const MAX_LIFETIME: Range = Range::new(1, u64::MAX, "second");
+const CACHE_ENTRIES: Range = Range::new(0, MAX_CACHE_ENTRIES, "entries");
+const TOKEN_BYTES: Range = Range::new(512, 65_536, "bytes");
+const JWKS_TIMEOUT: Range = Range::new(1, 60_000, "milliseconds");
+const JWKS_REFRESH: Range = Range::new(1, 86_400, "seconds");
 pub const DEFAULT_TIMEOUT_MS: u64 = 2000;
 pub const DEFAULT_REFRESH_SECONDS: u64 = 600;
-/// Whether `remote_jwks` is built in this build (else it is refused as not supported).
-const REMOTE_JWKS_SUPPORTED: bool = true;
 
 #[derive(Debug, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -36,26 +41,45 @@ pub struct RawProvider {
     pub local_jwks: Option<Value>,
     pub remote_jwks: Option<RawRemoteJwks>,
     pub from_headers: Option<Vec<RawHeaderSource>>,
+    #[cfg_attr(
+        feature = "schema",
+        schemars(inner(regex(pattern = super::validate::PARAM_NAME_PATTERN)))
+    )]
     pub from_params: Option<Vec<String>>,
+    #[cfg_attr(
+        feature = "schema",
+        schemars(inner(regex(pattern = super::validate::PARAM_NAME_PATTERN)))
+    )]
     pub from_cookies: Option<Vec<String>>,
+    #[cfg_attr(feature = "schema", schemars(range(max = 600)))]
     pub clock_skew_seconds: Option<u64>,
     pub require_expiration: Option<bool>,
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     pub max_lifetime_seconds: Option<u64>,
     pub forward: Option<bool>,
     pub claim_to_headers: Option<Vec<RawClaimHeader>>,
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = super::validate::HEADER_NAME_PATTERN)))]
     pub payload_header: Option<String>,
-    pub cache_entries: Option<usize>,
-    pub max_token_bytes: Option<usize>,
+    #[cfg_attr(feature = "schema", schemars(range(max = 65_536)))]
+    pub cache_entries: Option<u64>,
+    #[cfg_attr(feature = "schema", schemars(range(min = 512, max = 65_536)))]
+    pub max_token_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawRemoteJwks {
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = super::validate::CLUSTER_NAME_PATTERN))
+    )]
     pub cluster: String,
     pub authority: Option<String>,
     pub path: String,
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 60_000)))]
     pub timeout_ms: Option<u64>,
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 86_400)))]
     pub refresh_seconds: Option<u64>,
 }
 
@@ -63,6 +87,7 @@ pub struct RawRemoteJwks {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawHeaderSource {
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = super::validate::HEADER_NAME_PATTERN)))]
     pub name: String,
     pub value_prefix: Option<String>,
 }
@@ -72,6 +97,7 @@ pub struct RawHeaderSource {
 #[serde(deny_unknown_fields)]
 pub struct RawClaimHeader {
     pub claim: String,
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = super::validate::HEADER_NAME_PATTERN)))]
     pub header: String,
 }
 
@@ -100,17 +126,11 @@ pub fn compile(
     }
     for (name, raw_provider) in raw {
         let here = at.key(name);
-        let valid_name = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        if !valid_name || name == "api_key" {
-            return Err(here.error(
-                "a provider name is 1 to 64 letters, digits, '-', '_' or '.', and not `api_key`",
-            ));
+        let name = validate::name(name, validate::MAX_SHORT_NAME, &here)?;
+        if name == "api_key" {
+            return Err(here.error("`api_key` names the API-key method; choose another name"));
         }
-        let provider = compile_provider(name, raw_provider, &here)?;
+        let provider = compile_provider(&name, raw_provider, &here)?;
         for header in provider
             .claim_to_headers
             .iter()
@@ -121,110 +141,48 @@ pub fn compile(
                 compiled.owned_headers.push(header.clone());
             }
         }
-        compiled.names.push(name.clone());
+        compiled.names.push(name);
         compiled.providers.push(provider);
     }
     Ok(compiled)
 }
 
 fn compile_provider(name: &str, raw: &RawProvider, at: &JsonPath) -> Result<Provider, ConfigError> {
-    if let Some(issuer) = &raw.issuer {
-        if issuer.is_empty() {
-            return Err(at.key("issuer").error(
-                "expected the issuer (`iss`) exactly as in tokens; leave it out to accept any",
-            ));
-        }
+    if raw.issuer.as_deref() == Some("") {
+        return Err(at.key("issuer").error(
+            "expected the issuer (`iss`) exactly as in tokens; leave it out to accept any",
+        ));
     }
-    let audiences = match &raw.audiences {
-        None => Vec::new(),
-        Some(list) => {
-            if list.is_empty() {
-                return Err(at
-                    .key("audiences")
-                    .error("expected at least one audience; leave it out to not check `aud`"));
-            }
-            for (i, aud) in list.iter().enumerate() {
-                if aud.is_empty() {
-                    return Err(at
-                        .key("audiences")
-                        .index(i)
-                        .error("expected a non-empty audience"));
-                }
-            }
-            list.clone()
-        }
-    };
-    let keys = match (&raw.local_jwks, &raw.remote_jwks) {
-        (Some(_), Some(_)) => {
-            return Err(at.error("give either `local_jwks` or `remote_jwks`, not both"))
-        }
-        (None, None) => {
-            return Err(at.error("expected a key source: `local_jwks` or `remote_jwks`"))
-        }
-        (Some(jwks), None) => KeySource::Local(Arc::new(local_jwks(jwks, &at.key("local_jwks"))?)),
-        (None, Some(remote)) => {
-            let at = at.key("remote_jwks");
-            if !REMOTE_JWKS_SUPPORTED {
-                return Err(ConfigError::not_supported(at.as_str()));
-            }
-            KeySource::Remote(remote_jwks(remote, &at)?)
-        }
-    };
+    let audiences = audiences(raw.audiences.as_deref(), &at.key("audiences"))?;
+    let keys = key_source(raw, at)?;
     let algorithms = algorithms(raw.algorithms.as_deref(), &keys, &at.key("algorithms"))?;
     let sources = sources(raw, at)?;
-    let clock_skew_seconds = raw.clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW);
-    if clock_skew_seconds > MAX_CLOCK_SKEW {
-        return Err(at
-            .key("clock_skew_seconds")
-            .error(format!("expected at most {MAX_CLOCK_SKEW} seconds")));
+    let clock_skew_seconds = CLOCK_SKEW.check_or(
+        raw.clock_skew_seconds,
+        DEFAULT_CLOCK_SKEW,
+        &at.key("clock_skew_seconds"),
+    )?;
+    if let Some(seconds) = raw.max_lifetime_seconds {
+        MAX_LIFETIME
+            .check(seconds, &at.key("max_lifetime_seconds"))
+            .map_err(|e| e.with_fix("leave it out for no bound"))?;
     }
-    if raw.max_lifetime_seconds == Some(0) {
-        return Err(at
-            .key("max_lifetime_seconds")
-            .error("expected a positive number of seconds; leave it out for no bound"));
-    }
-    let mut claim_to_headers: Vec<ClaimHeader> = Vec::new();
-    for (i, mapping) in raw.claim_to_headers.iter().flatten().enumerate() {
-        let here = at.key("claim_to_headers").index(i);
-        if mapping.claim.is_empty()
-            || mapping.claim.split('.').any(str::is_empty)
-            || mapping.claim.len() > 256
-        {
-            return Err(here
-                .key("claim")
-                .error("expected a claim name or a dotted path such as `realm_access.roles`"));
-        }
-        check_upstream_header(&mapping.header, &here.key("header"))?;
-        if claim_to_headers.iter().any(|c| c.header == mapping.header) {
-            return Err(here
-                .key("header")
-                .error("this header is already set by another claim"));
-        }
-        claim_to_headers.push(ClaimHeader {
-            claim: mapping.claim.clone(),
-            header: mapping.header.clone(),
-        });
-    }
-    if let Some(header) = &raw.payload_header {
-        check_upstream_header(header, &at.key("payload_header"))?;
-        if claim_to_headers.iter().any(|c| &c.header == header) {
-            return Err(at
-                .key("payload_header")
-                .error("this header is already set by a claim"));
-        }
-    }
-    let cache_entries = raw.cache_entries.unwrap_or(DEFAULT_CACHE_ENTRIES);
-    if cache_entries > MAX_CACHE_ENTRIES {
-        return Err(at.key("cache_entries").error(format!(
-            "expected at most {MAX_CACHE_ENTRIES}; 0 turns the cache off"
-        )));
-    }
-    let max_token_bytes = raw.max_token_bytes.unwrap_or(DEFAULT_MAX_TOKEN_BYTES);
-    if !(512..=65_536).contains(&max_token_bytes) {
-        return Err(at
-            .key("max_token_bytes")
-            .error("expected 512 to 65536 bytes"));
-    }
+    let (claim_to_headers, payload_header) = upstream_headers(raw, at)?;
+    let cache_entries = CACHE_ENTRIES
+        .check_or(
+            raw.cache_entries,
+            DEFAULT_CACHE_ENTRIES,
+            &at.key("cache_entries"),
+        )
+        .map_err(|e| e.with_fix("0 turns the cache off"))?;
+    let max_token_bytes = TOKEN_BYTES.check_or(
+        raw.max_token_bytes,
+        DEFAULT_MAX_TOKEN_BYTES,
+        &at.key("max_token_bytes"),
+    )?;
+    // Both are in range, so they fit.
+    let cache_entries = usize::try_from(cache_entries).unwrap_or(usize::MAX);
+    let max_token_bytes = usize::try_from(max_token_bytes).unwrap_or(usize::MAX);
     Ok(Provider {
         name: name.to_string(),
         rules: ClaimRules {
@@ -239,11 +197,81 @@ fn compile_provider(name: &str, raw: &RawProvider, at: &JsonPath) -> Result<Prov
         sources,
         forward: raw.forward.unwrap_or(false),
         claim_to_headers,
-        payload_header: raw.payload_header.clone(),
+        payload_header,
         cache_entries,
         max_token_bytes,
         state: Arc::new(ProviderState::with_cache(cache_entries)),
     })
+}
+
+fn audiences(raw: Option<&[String]>, at: &JsonPath) -> Result<Vec<String>, ConfigError> {
+    let Some(list) = raw else {
+        return Ok(Vec::new());
+    };
+    if list.is_empty() {
+        return Err(at.error("expected at least one audience; leave it out to not check `aud`"));
+    }
+    if let Some(i) = list.iter().position(String::is_empty) {
+        return Err(at.index(i).error("expected a non-empty audience"));
+    }
+    Ok(list.to_vec())
+}
+
+fn key_source(raw: &RawProvider, at: &JsonPath) -> Result<KeySource, ConfigError> {
+    match (&raw.local_jwks, &raw.remote_jwks) {
+        (Some(_), Some(_)) => Err(at.error("give either `local_jwks` or `remote_jwks`, not both")),
+        (None, None) => Err(at.error("expected a key source: `local_jwks` or `remote_jwks`")),
+        (Some(jwks), None) => Ok(KeySource::Local(Arc::new(local_jwks(
+            jwks,
+            &at.key("local_jwks"),
+        )?))),
+        (None, Some(remote)) => Ok(KeySource::Remote(remote_jwks(
+            remote,
+            &at.key("remote_jwks"),
+        )?)),
+    }
+}
+
+/// `claim_to_headers` and `payload_header`: headers set towards the upstream, lower-cased,
+/// each set by one source only.
+fn upstream_headers(
+    raw: &RawProvider,
+    at: &JsonPath,
+) -> Result<(Vec<ClaimHeader>, Option<String>), ConfigError> {
+    let mut claim_to_headers: Vec<ClaimHeader> = Vec::new();
+    for (i, mapping) in raw.claim_to_headers.iter().flatten().enumerate() {
+        let here = at.key("claim_to_headers").index(i);
+        if mapping.claim.is_empty()
+            || mapping.claim.split('.').any(str::is_empty)
+            || mapping.claim.len() > 256
+        {
+            return Err(here
+                .key("claim")
+                .error("expected a claim name or a dotted path such as `realm_access.roles`"));
+        }
+        let header = header_name(&mapping.header, HeaderUse::Upstream, &here.key("header"))?;
+        if claim_to_headers.iter().any(|c| c.header == header) {
+            return Err(here
+                .key("header")
+                .error("this header is already set by another claim"));
+        }
+        claim_to_headers.push(ClaimHeader {
+            claim: mapping.claim.clone(),
+            header,
+        });
+    }
+    let payload_header = match &raw.payload_header {
+        None => None,
+        Some(header) => {
+            let at = at.key("payload_header");
+            let header = header_name(header, HeaderUse::Upstream, &at)?;
+            if claim_to_headers.iter().any(|c| c.header == header) {
+                return Err(at.error("this header is already set by a claim"));
+            }
+            Some(header)
+        }
+    };
+    Ok((claim_to_headers, payload_header))
 }
 
 fn local_jwks(raw: &Value, at: &JsonPath) -> Result<KeySet, ConfigError> {
@@ -267,11 +295,7 @@ fn local_jwks(raw: &Value, at: &JsonPath) -> Result<KeySet, ConfigError> {
 }
 
 fn remote_jwks(raw: &RawRemoteJwks, at: &JsonPath) -> Result<RemoteJwks, ConfigError> {
-    if raw.cluster.is_empty() || raw.cluster.len() > 256 {
-        return Err(at
-            .key("cluster")
-            .error("expected the name of the Envoy cluster that serves the JWKS"));
-    }
+    let cluster = validate::cluster_name(&raw.cluster, "the JWKS", &at.key("cluster"))?;
     if !raw.path.starts_with('/') || raw.path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
         return Err(at
             .key("path")
@@ -283,20 +307,15 @@ fn remote_jwks(raw: &RawRemoteJwks, at: &JsonPath) -> Result<RemoteJwks, ConfigE
             .key("authority")
             .error("expected a host name such as idp.example.com"));
     }
-    let timeout_ms = raw.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
-    if !(1..=60_000).contains(&timeout_ms) {
-        return Err(at
-            .key("timeout_ms")
-            .error("expected 1 to 60000 milliseconds"));
-    }
-    let refresh_seconds = raw.refresh_seconds.unwrap_or(DEFAULT_REFRESH_SECONDS);
-    if !(1..=86_400).contains(&refresh_seconds) {
-        return Err(at
-            .key("refresh_seconds")
-            .error("expected 1 to 86400 seconds"));
-    }
+    let timeout_ms =
+        JWKS_TIMEOUT.check_or(raw.timeout_ms, DEFAULT_TIMEOUT_MS, &at.key("timeout_ms"))?;
+    let refresh_seconds = JWKS_REFRESH.check_or(
+        raw.refresh_seconds,
+        DEFAULT_REFRESH_SECONDS,
+        &at.key("refresh_seconds"),
+    )?;
     Ok(RemoteJwks {
-        cluster: raw.cluster.clone(),
+        cluster,
         authority,
         path: raw.path.clone(),
         timeout_ms,
@@ -365,7 +384,7 @@ fn sources(raw: &RawProvider, at: &JsonPath) -> Result<Sources, ConfigError> {
     }
     for (i, header) in raw.from_headers.iter().flatten().enumerate() {
         let here = at.key("from_headers").index(i);
-        check_header_name(&header.name, &here.key("name"))?;
+        let name = header_name(&header.name, HeaderUse::Source, &here.key("name"))?;
         if let Some(prefix) = &header.value_prefix {
             if prefix.is_empty()
                 || prefix.len() > 64
@@ -377,28 +396,17 @@ fn sources(raw: &RawProvider, at: &JsonPath) -> Result<Sources, ConfigError> {
             }
         }
         sources.headers.push(HeaderSource {
-            name: header.name.clone(),
+            name,
             prefix: header.value_prefix.clone(),
         });
     }
-    for (key, list, target) in [
-        ("from_params", &raw.from_params, &mut sources.params),
-        ("from_cookies", &raw.from_cookies, &mut sources.cookies),
-    ] {
-        for (i, name) in list.iter().flatten().enumerate() {
-            let valid = !name.is_empty()
-                && name.len() <= 128
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b));
-            if !valid {
-                return Err(at
-                    .key(key)
-                    .index(i)
-                    .error("expected a name of letters, digits, '-', '_', '.' or '~'"));
-            }
-            target.push(name.clone());
-        }
+    for (i, name) in raw.from_params.iter().flatten().enumerate() {
+        let name = validate::param_name(name, &at.key("from_params").index(i))?;
+        sources.params.push(name);
+    }
+    for (i, name) in raw.from_cookies.iter().flatten().enumerate() {
+        let name = validate::cookie_name(name, &at.key("from_cookies").index(i))?;
+        sources.cookies.push(name);
     }
     if sources.headers.is_empty() && sources.params.is_empty() && sources.cookies.is_empty() {
         return Err(
@@ -406,42 +414,4 @@ fn sources(raw: &RawProvider, at: &JsonPath) -> Result<Sources, ConfigError> {
         );
     }
     Ok(sources)
-}
-
-fn check_header_name(name: &str, at: &JsonPath) -> Result<(), ConfigError> {
-    let valid = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
-    if valid {
-        Ok(())
-    } else {
-        Err(at.error("expected a lower-case header name such as `authorization`"))
-    }
-}
-
-/// Headers api-guard may set towards the upstream from claims.
-fn check_upstream_header(name: &str, at: &JsonPath) -> Result<(), ConfigError> {
-    check_header_name(name, at)?;
-    const RESERVED: [&str; 12] = [
-        "authorization",
-        "cookie",
-        "host",
-        "content-length",
-        "content-type",
-        "transfer-encoding",
-        "connection",
-        "te",
-        "upgrade",
-        "keep-alive",
-        "proxy-authorization",
-        "x-forwarded-for",
-    ];
-    if RESERVED.contains(&name) {
-        return Err(at.error(
-            "this header carries the request itself; choose a dedicated name such as `x-jwt-sub`",
-        ));
-    }
-    Ok(())
 }

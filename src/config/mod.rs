@@ -15,6 +15,7 @@ mod rules;
 #[cfg(feature = "schema")]
 pub mod schema;
 mod screen;
+mod validate;
 
 pub use error::{ConfigError, JsonPath};
 
@@ -25,7 +26,9 @@ use serde::Deserialize;
 use crate::policy::{ClientIpSource, DefaultAction, LogDecisions, Mode, Policy};
 
 /// More proxies than this in front of Envoy is a misconfiguration.
-const MAX_TRUSTED_HOPS: u32 = 16;
+const MAX_TRUSTED_HOPS: u64 = 16;
+const TRUSTED_HOPS: validate::Range =
+    validate::Range::new(0, MAX_TRUSTED_HOPS, "proxies in front of Envoy");
 
 /// The plugin configuration as Envoy or Istio pushes it (a JSON object).
 #[derive(Debug, Default, Deserialize)]
@@ -179,11 +182,10 @@ pub fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
     };
     let rules = rules::compile(&raw.rules, &root.key("rules"), &referents)?;
     let warnings = rules::shadow_warnings(&rules, raw.default_action);
-    if raw.client_ip.xff_trusted_hops > MAX_TRUSTED_HOPS {
-        return Err(root.key("client_ip").key("xff_trusted_hops").error(format!(
-            "expected at most {MAX_TRUSTED_HOPS} proxies in front of Envoy"
-        )));
-    }
+    TRUSTED_HOPS.check(
+        u64::from(raw.client_ip.xff_trusted_hops),
+        &root.key("client_ip").key("xff_trusted_hops"),
+    )?;
     let mut policy = Policy::new(raw.mode, raw.log.decisions, rules, hardening);
     policy.default_action = raw.default_action;
     policy.warnings = warnings;

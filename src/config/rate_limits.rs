@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::validate::{self, Range};
 use super::{ConfigError, JsonPath};
 use crate::policy::limit::global::{FailureMode, GlobalLimit};
 use crate::policy::limit::table::{SlotTable, MAX_SLOTS};
@@ -16,14 +17,18 @@ use crate::policy::limit::RateLimitPolicy;
 const MAX_REQUESTS: u64 = 1_000_000_000;
 /// Fewer slots than this cannot hold the clients of even a small test.
 const MIN_SLOTS: u32 = 64;
+const REQUESTS: Range = Range::new(1, MAX_REQUESTS, "requests");
+const SLOTS: Range = Range::new(MIN_SLOTS as u64, MAX_SLOTS as u64, "slots");
 
 #[derive(Debug, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawRateLimit {
-    pub requests: i64,
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 1_000_000_000)))]
+    pub requests: u64,
     pub per: Per,
-    pub burst: Option<i64>,
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 1_000_000_000)))]
+    pub burst: Option<u64>,
     /// Send `RateLimit-Policy`/`RateLimit` on allowed responses (default true).
     #[serde(default = "yes")]
     pub headers: bool,
@@ -35,12 +40,17 @@ pub struct RawRateLimit {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawGlobal {
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = super::validate::CLUSTER_NAME_PATTERN))
+    )]
     /// The Envoy cluster serving `envoy.service.ratelimit.v3.RateLimitService` (HTTP/2).
     pub cluster: String,
     /// The service's domain for this policy.
     pub domain: String,
     /// How long to wait for the answer (default 100 ms).
-    pub timeout_ms: Option<i64>,
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 10_000)))]
+    pub timeout_ms: Option<u64>,
     /// When the service does not answer in time: `allow` (default) or `deny`.
     #[serde(default)]
     pub failure_mode: RawFailureMode,
@@ -58,36 +68,19 @@ pub enum RawFailureMode {
 /// The default wait for the service, and the longest accepted.
 const DEFAULT_TIMEOUT_MS: u64 = 100;
 const MAX_TIMEOUT_MS: u64 = 10_000;
+const TIMEOUT: Range = Range::new(1, MAX_TIMEOUT_MS, "milliseconds");
 
 fn compile_global(raw: &RawGlobal, at: &JsonPath) -> Result<GlobalLimit, ConfigError> {
-    // A cluster name goes to Envoy as is; Envoy refuses unknown clusters only per call, so
-    // at least refuse what no cluster can be named.
-    let cluster_ok = !raw.cluster.is_empty()
-        && raw.cluster.len() <= 256
-        && raw.cluster.bytes().all(|b| b.is_ascii_graphic());
-    if !cluster_ok {
-        return Err(at.key("cluster").error(
-            "expected the name of an Envoy cluster serving the rate limit service (1 to 256 visible ASCII characters)",
-        ));
-    }
+    let cluster =
+        validate::cluster_name(&raw.cluster, "the rate limit service", &at.key("cluster"))?;
     if raw.domain.is_empty() || raw.domain.len() > 256 {
         return Err(at
             .key("domain")
             .error("expected the rate limit service's domain (1 to 256 characters)"));
     }
-    let timeout_ms = match raw.timeout_ms {
-        None => DEFAULT_TIMEOUT_MS,
-        Some(ms) => match u64::try_from(ms) {
-            Ok(ms) if (1..=MAX_TIMEOUT_MS).contains(&ms) => ms,
-            _ => {
-                return Err(at
-                    .key("timeout_ms")
-                    .error(format!("expected milliseconds from 1 to {MAX_TIMEOUT_MS}")))
-            }
-        },
-    };
+    let timeout_ms = TIMEOUT.check_or(raw.timeout_ms, DEFAULT_TIMEOUT_MS, &at.key("timeout_ms"))?;
     Ok(GlobalLimit {
-        cluster: raw.cluster.clone(),
+        cluster,
         domain: raw.domain.clone(),
         timeout: Duration::from_millis(timeout_ms),
         failure_mode: match raw.failure_mode {
@@ -126,7 +119,8 @@ impl Per {
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RawRateLimitTable {
-    pub slots: Option<i64>,
+    #[cfg_attr(feature = "schema", schemars(range(min = 64, max = 1_048_576)))]
+    pub slots: Option<u64>,
 }
 
 pub fn compile(
@@ -139,16 +133,14 @@ pub fn compile(
     let mut policies = Vec::with_capacity(raw.len());
     for (name, entry) in raw {
         let at = at.key(name);
-        if name.is_empty() || name.len() > 64 || !name.chars().all(super::rules::is_name_char) {
-            return Err(at.error("policy names are 1 to 64 letters, digits, '-', '_', '.' or ':'"));
-        }
+        let name = validate::name(name, validate::MAX_SHORT_NAME, &at)?;
         let requests = count(entry.requests, &at.key("requests"))?;
         let burst = match entry.burst {
             Some(burst) => count(burst, &at.key("burst"))?,
             None => requests,
         };
         policies.push(RateLimitPolicy {
-            name: name.clone(),
+            name,
             requests,
             per_seconds: entry.per.seconds(),
             burst,
@@ -163,25 +155,21 @@ pub fn compile(
     Ok(policies)
 }
 
-fn count(value: i64, at: &JsonPath) -> Result<u64, ConfigError> {
-    match u64::try_from(value) {
-        Ok(n) if (1..=MAX_REQUESTS).contains(&n) => Ok(n),
-        _ => Err(at.error(format!(
-            "expected a whole number from 1 to {MAX_REQUESTS}; to stop limiting, remove the policy from the rule"
-        ))),
-    }
+fn count(value: u64, at: &JsonPath) -> Result<u64, ConfigError> {
+    REQUESTS
+        .check(value, at)
+        .map_err(|e| e.with_fix("to stop limiting, remove the policy from the rule"))
 }
 
 pub fn compile_table(raw: &RawRateLimitTable, at: &JsonPath) -> Result<SlotTable, ConfigError> {
     let Some(slots) = raw.slots else {
         return Ok(SlotTable::default());
     };
-    match u32::try_from(slots) {
-        Ok(n) if (MIN_SLOTS..=MAX_SLOTS).contains(&n) => Ok(SlotTable { slots: n }),
-        _ => Err(at.key("slots").error(format!(
-            "expected a number of slots from {MIN_SLOTS} to {MAX_SLOTS}"
-        ))),
-    }
+    let slots = SLOTS.check(slots, &at.key("slots"))?;
+    // In range, so it fits.
+    Ok(SlotTable {
+        slots: u32::try_from(slots).unwrap_or(MAX_SLOTS),
+    })
 }
 
 /// The index of a named policy, or a refusal naming the path that referred to it.
@@ -211,26 +199,26 @@ mod tests {
             )
         };
         let table: Vec<(String, &str)> = vec![
-            (r#"{"rate_limits":{"s":{"requests":0,"per":"minute"}}}"#.into(), "rate_limits.s.requests: expected a whole number from 1"),
-            (r#"{"rate_limits":{"s":{"requests":-5,"per":"minute"}}}"#.into(), "rate_limits.s.requests: expected a whole number from 1"),
-            (r#"{"rate_limits":{"s":{"requests":1.5,"per":"minute"}}}"#.into(), "rate_limits.s.requests: expected i64"),
-            (r#"{"rate_limits":{"s":{"requests":10,"per":"minute","burst":0}}}"#.into(), "rate_limits.s.burst: expected a whole number from 1"),
+            (r#"{"rate_limits":{"s":{"requests":0,"per":"minute"}}}"#.into(), "rate_limits.s.requests: expected 1 to 1000000000 requests; to stop limiting"),
+            (r#"{"rate_limits":{"s":{"requests":-5,"per":"minute"}}}"#.into(), "rate_limits.s.requests: expected u64, found integer"),
+            (r#"{"rate_limits":{"s":{"requests":1.5,"per":"minute"}}}"#.into(), "rate_limits.s.requests: expected u64"),
+            (r#"{"rate_limits":{"s":{"requests":10,"per":"minute","burst":0}}}"#.into(), "rate_limits.s.burst: expected 1 to 1000000000 requests; to stop limiting"),
             (r#"{"rate_limits":{"s":{"requests":10,"per":"fortnight"}}}"#.into(), "rate_limits.s.per: unknown variant `fortnight`"),
             (r#"{"rate_limits":{"s":{"requests":10}}}"#.into(), "rate_limits.s: missing field `per`"),
             (r#"{"rate_limits":{"s":{"requests":10,"per":"minute","window":1}}}"#.into(), "rate_limits.s.window: unknown field"),
-            (r#"{"rate_limits":{"a b":{"requests":10,"per":"minute"}}}"#.into(), "rate_limits.a b: policy names are"),
+            (r#"{"rate_limits":{"a b":{"requests":10,"per":"minute"}}}"#.into(), "rate_limits.a b: expected 1 to 64 characters of letters"),
             (r#"{"rate_limits":{"g":{"requests":10,"per":"minute","global":{"cluster":"rls"}}}}"#.into(), "rate_limits.g.global: missing field `domain`"),
-            (r#"{"rate_limits":{"g":{"requests":10,"per":"minute","global":{"cluster":"","domain":"d"}}}}"#.into(), "rate_limits.g.global.cluster: expected the name of an Envoy cluster"),
-            (r#"{"rate_limits":{"g":{"requests":10,"per":"minute","global":{"cluster":"a b","domain":"d"}}}}"#.into(), "rate_limits.g.global.cluster: expected the name of an Envoy cluster"),
+            (r#"{"rate_limits":{"g":{"requests":10,"per":"minute","global":{"cluster":"","domain":"d"}}}}"#.into(), "rate_limits.g.global.cluster: expected the name of the Envoy cluster that serves the rate limit service"),
+            (r#"{"rate_limits":{"g":{"requests":10,"per":"minute","global":{"cluster":"a b","domain":"d"}}}}"#.into(), "rate_limits.g.global.cluster: expected the name of the Envoy cluster that serves the rate limit service"),
             (r#"{"rate_limits":{"g":{"requests":10,"per":"minute","global":{"cluster":"rls","domain":""}}}}"#.into(), "rate_limits.g.global.domain: expected the rate limit service's domain"),
-            (r#"{"rate_limits":{"g":{"requests":10,"per":"minute","global":{"cluster":"rls","domain":"d","timeout_ms":0}}}}"#.into(), "rate_limits.g.global.timeout_ms: expected milliseconds from 1 to 10000"),
-            (r#"{"rate_limits":{"g":{"requests":10,"per":"minute","global":{"cluster":"rls","domain":"d","timeout_ms":10001}}}}"#.into(), "rate_limits.g.global.timeout_ms: expected milliseconds from 1 to 10000"),
+            (r#"{"rate_limits":{"g":{"requests":10,"per":"minute","global":{"cluster":"rls","domain":"d","timeout_ms":0}}}}"#.into(), "rate_limits.g.global.timeout_ms: expected 1 to 10000 milliseconds"),
+            (r#"{"rate_limits":{"g":{"requests":10,"per":"minute","global":{"cluster":"rls","domain":"d","timeout_ms":10001}}}}"#.into(), "rate_limits.g.global.timeout_ms: expected 1 to 10000 milliseconds"),
             (r#"{"rate_limits":{"g":{"requests":10,"per":"minute","global":{"cluster":"rls","domain":"d","failure_mode":"open"}}}}"#.into(), "rate_limits.g.global.failure_mode: unknown variant `open`"),
             (r#"{"rate_limits":{"g":{"requests":10,"per":"minute","global":{"cluster":"rls","domain":"d","descriptors":[]}}}}"#.into(), "rate_limits.g.global.descriptors: unknown field"),
             (r#"{"rate_limits":{"s":{"requests":10,"per":"minute"}},"rules":[{"match":{"prefix":"/"},"rate_limit":"gold"}]}"#.into(), "rules[0].rate_limit: unknown policy"),
             (r#"{"rules":[{"match":{"prefix":"/"},"rate_limit":"gold"}]}"#.into(), "rules[0].rate_limit: unknown policy"),
-            (r#"{"rate_limit_table":{"slots":8}}"#.into(), "rate_limit_table.slots: expected a number of slots from 64"),
-            (r#"{"rate_limit_table":{"slots":99999999}}"#.into(), "rate_limit_table.slots: expected a number of slots from 64"),
+            (r#"{"rate_limit_table":{"slots":8}}"#.into(), "rate_limit_table.slots: expected 64 to 1048576 slots"),
+            (r#"{"rate_limit_table":{"slots":99999999}}"#.into(), "rate_limit_table.slots: expected 64 to 1048576 slots"),
             (r#"{"rate_limit_table":{"size":1000}}"#.into(), "rate_limit_table.size: unknown field"),
             (key(r#","rate_limit":"gold""#), "api_keys.clients[0].rate_limit: unknown policy"),
             (key(r#","not_after":"2027-01-01""#), "api_keys.clients[0].not_after: expected an RFC 3339"),

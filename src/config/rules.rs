@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use super::validate;
 use super::{ConfigError, JsonPath};
 use crate::policy::path::canonical_path;
 use crate::policy::{AuthMethod, DefaultAction, Matcher, Mode, OtherMethods, PathMatch, Rule};
@@ -13,7 +14,7 @@ use crate::policy::{AuthMethod, DefaultAction, Matcher, Mode, OtherMethods, Path
 pub struct RawRule {
     #[cfg_attr(
         feature = "schema",
-        schemars(regex(pattern = r"^[A-Za-z0-9_.:-]{1,128}$"))
+        schemars(regex(pattern = validate::LONG_NAME_PATTERN))
     )]
     pub name: Option<String>,
     #[serde(rename = "match")]
@@ -93,14 +94,7 @@ fn compile_rule(
     referents: &Referents,
 ) -> Result<Rule, ConfigError> {
     let name = match &raw.name {
-        Some(name) => {
-            if name.is_empty() || name.len() > 128 || !name.chars().all(is_name_char) {
-                return Err(at.key("name").error(
-                    "expected 1 to 128 characters of letters, digits, '-', '_', '.' or ':'",
-                ));
-            }
-            name.clone()
-        }
+        Some(name) => validate::name(name, validate::MAX_LONG_NAME, &at.key("name"))?,
         None => format!("rules[{index}]"),
     };
     let matcher = compile_match(&raw.matcher, &at.key("match"))?;
@@ -111,7 +105,7 @@ fn compile_rule(
             .error("\"deny\" needs `match.methods`: a rule without methods takes every method"));
     }
     let auth = compile_auth(raw.auth.as_deref(), &at.key("auth"), referents)?;
-    let scopes = compile_scopes(raw.scopes.as_deref(), &at.key("scopes"))?;
+    let scopes = validate::scopes(raw.scopes.as_deref(), &at.key("scopes"))?;
     if !scopes.is_empty() && auth.is_empty() {
         return Err(at
             .key("scopes")
@@ -185,33 +179,6 @@ fn compile_auth(
         methods.push(method);
     }
     Ok(methods)
-}
-
-pub(crate) fn compile_scopes(
-    raw: Option<&[String]>,
-    at: &JsonPath,
-) -> Result<Vec<String>, ConfigError> {
-    let mut scopes: Vec<String> = Vec::new();
-    for (i, scope) in raw.unwrap_or_default().iter().enumerate() {
-        // RFC 6749 scope-token: printable ASCII except space, '"' and '\\'.
-        let valid = !scope.is_empty()
-            && scope
-                .bytes()
-                .all(|b| (0x21..0x7f).contains(&b) && b != b'"' && b != b'\\');
-        if !valid {
-            return Err(at.index(i).error(
-                "expected a scope token (printable ASCII without spaces, quotes or backslashes)",
-            ));
-        }
-        if !scopes.contains(scope) {
-            scopes.push(scope.clone());
-        }
-    }
-    Ok(scopes)
-}
-
-pub(crate) fn is_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')
 }
 
 fn compile_match(raw: &RawMatch, at: &JsonPath) -> Result<Matcher, ConfigError> {

@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use super::validate::Range;
 use super::{ConfigError, JsonPath};
 use crate::policy::screen::{ip::parse_entry, IpRules};
 
@@ -44,12 +45,12 @@ const MIN_SCAN_BUDGET: u64 = 1024;
 const MAX_SCAN_BUDGET: u64 = 64 * 1024 * 1024;
 
 pub fn compile_scan_budget(budget: u64, at: &JsonPath) -> Result<u64, ConfigError> {
-    if !(MIN_SCAN_BUDGET..=MAX_SCAN_BUDGET).contains(&budget) {
-        return Err(at.error(format!(
-            "expected {MIN_SCAN_BUDGET} to {MAX_SCAN_BUDGET} bytes of screening per request"
-        )));
-    }
-    Ok(budget)
+    const BUDGET: Range = Range::new(
+        MIN_SCAN_BUDGET,
+        MAX_SCAN_BUDGET,
+        "bytes of screening per request",
+    );
+    BUDGET.check(budget, at)
 }
 
 #[cfg(test)]

@@ -901,7 +901,7 @@ fn bad_provider_configs_are_refused_with_their_path() {
         (with(json!({"max_lifetime_seconds": 0})), "jwt_providers.corp.max_lifetime_seconds:"),
         (with(json!({"cache_entries": 10_000_000})), "jwt_providers.corp.cache_entries:"),
         (with(json!({"max_token_bytes": 10})), "jwt_providers.corp.max_token_bytes:"),
-        (with(json!({"from_headers": [{"name": "X-Token"}]})), "jwt_providers.corp.from_headers[0].name:"),
+        (with(json!({"from_headers": [{"name": "X Token"}]})), "jwt_providers.corp.from_headers[0].name:"),
         (with(json!({"from_headers": [{"name": "a", "value_prefix": ""}]})), "jwt_providers.corp.from_headers[0].value_prefix:"),
         (with(json!({"from_headers": []})), "jwt_providers.corp: the token sources are all empty"),
         (with(json!({"from_params": ["a b"]})), "jwt_providers.corp.from_params[0]:"),
