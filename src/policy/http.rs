@@ -28,27 +28,18 @@ pub fn percent_decode(value: &str) -> Cow<'_, [u8]> {
     if !value.contains('%') {
         return Cow::Borrowed(value.as_bytes());
     }
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            if let Some(byte) = hex_pair_at(bytes, i + 1) {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b);
-        i += 1;
-    }
-    Cow::Owned(out)
+    Cow::Owned(decode(value.as_bytes(), false, false))
 }
 
 /// Decoded once as any server might: `%XX`, IIS-style `%uXXXX` (encoded as UTF-8) and, with
 /// `plus_is_space`, `+` as a space (form encoding). Malformed escapes are kept as they are.
 /// For screening, which must see what the most lenient reader sees.
 pub fn percent_decode_lenient(input: &[u8], plus_is_space: bool) -> Vec<u8> {
+    decode(input, true, plus_is_space)
+}
+
+/// One pass of decoding: `%XX` always, `%uXXXX` with `unicode`, `+` with `plus_is_space`.
+fn decode(input: &[u8], unicode: bool, plus_is_space: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(input.len());
     let mut i = 0;
     while let Some(&b) = input.get(i) {
@@ -58,7 +49,7 @@ pub fn percent_decode_lenient(input: &[u8], plus_is_space: bool) -> Vec<u8> {
                 i += 3;
                 continue;
             }
-            if let Some(ch) = unicode_escape_at(input, i) {
+            if let Some(ch) = unicode.then(|| unicode_escape_at(input, i)).flatten() {
                 let mut buf = [0u8; 4];
                 out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
                 i += 6;
