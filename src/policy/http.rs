@@ -173,6 +173,16 @@ pub fn cookies_without<'a>(
         .collect()
 }
 
+/// Most characters of a path a log line keeps.
+const LOGGED_PATH_CHARS: usize = 256;
+
+/// The request target as log lines show it: without its query or fragment (queries may carry
+/// credentials), at most 256 characters.
+pub fn logged_path(target: &str) -> String {
+    let path = target.split(['?', '#']).next().unwrap_or("");
+    path.chars().take(LOGGED_PATH_CHARS).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,5 +295,14 @@ mod tests {
             ["a=1", "d=4"]
         );
         assert!(cookies_without(["b=1; ;c=2"].iter().copied(), &names).is_empty());
+    }
+
+    #[test]
+    fn logged_paths_lose_query_fragment_and_length() {
+        assert_eq!(logged_path("/a/b?api_key=k"), "/a/b");
+        assert_eq!(logged_path("/a#f?x"), "/a");
+        assert_eq!(logged_path("?q"), "");
+        let long = format!("/{}", "é".repeat(300));
+        assert_eq!(logged_path(&long).chars().count(), 256);
     }
 }
