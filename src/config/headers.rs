@@ -128,9 +128,7 @@ pub(crate) fn token_header_name(
     Ok(lower)
 }
 
-pub(crate) fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
+use crate::policy::http::is_token_byte;
 
 pub(crate) fn is_header_value(value: &str) -> bool {
     value

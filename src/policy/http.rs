@@ -21,6 +21,17 @@ pub fn hex_pair_at(bytes: &[u8], at: usize) -> Option<u8> {
     Some(high << 4 | low)
 }
 
+/// Whether a byte may stand in an RFC 9110 `token` (a header name, a media type, a
+/// parameter name): letters, digits and ``!#$%&'*+-.^_`|~``.
+pub fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// An RFC 9110 `token`: one or more token bytes.
+pub fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_token_byte)
+}
+
 /// `%XX` decoded once, as a framework decodes a query parameter; a `+` stays a `+` (keys and
 /// tokens are often base64) and a malformed escape (`%zz`, a trailing `%4`) is kept as it is.
 /// Borrowed when there is nothing to decode.
@@ -197,6 +208,23 @@ mod tests {
         assert_eq!(hex_pair_at(b"%2f", 1), Some(b'/'));
         assert_eq!(hex_pair_at(b"%2", 1), None);
         assert_eq!(hex_pair_at(b"%+f", 1), None);
+    }
+
+    #[test]
+    fn tokens_are_rfc_9110_tchars() {
+        assert!(is_token("multipart"));
+        assert!(is_token("x-www-form-urlencoded"));
+        assert!(is_token("!#$%&'*+-.^_`|~09AZaz"));
+        assert!(!is_token(""));
+        for b in [
+            b' ', b'"', b'(', b')', b',', b'/', b':', b';', b'<', b'=', b'>', b'?', b'@',
+        ] {
+            assert!(!is_token_byte(b), "{}", char::from(b));
+        }
+        assert!(!is_token_byte(b'['));
+        assert!(!is_token_byte(b'{'));
+        assert!(!is_token_byte(0x7f));
+        assert!(!is_token_byte(0xc3));
     }
 
     #[test]
