@@ -1,11 +1,12 @@
-//! HTTP details the stages share, read one way everywhere: percent-decoding, query strings
-//! (pairs, parameter names as frameworks decode them, stripping parameters) and cookies.
-//! Each function says how it treats `+` and malformed escapes: callers rely on the difference.
+//! HTTP details the stages share, read one way everywhere: RFC 9110 tokens, percent-decoding,
+//! query strings (pairs, parameter names as frameworks decode them, stripping parameters),
+//! cookies and the path a log line may show. Each decoder says how it treats `+` and
+//! malformed escapes: callers rely on the difference.
 
 use std::borrow::Cow;
 
 /// The value of one hex digit (either case).
-pub fn hex_value(b: u8) -> Option<u8> {
+fn hex_value(b: u8) -> Option<u8> {
     match b {
         b'0'..=b'9' => Some(b - b'0'),
         b'a'..=b'f' => Some(b - b'a' + 10),
