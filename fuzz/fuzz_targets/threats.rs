@@ -3,6 +3,7 @@
 //! libinjection): a verdict, never a panic.
 #![no_main]
 
+use api_guard::policy::http;
 use api_guard::policy::screen::threats;
 use api_guard::policy::Request;
 use libfuzzer_sys::fuzz_target;
@@ -12,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = threats::scan_text(&text);
     let _ = threats::scan_form(data);
     let _ = threats::has_traversal(data);
-    let _ = threats::percent_decode(data, true);
+    let _ = http::percent_decode_lenient(data, true);
     for content_type in [None, Some("multipart/form-data; boundary=b"), Some("text/plain")] {
         let _ = threats::Scanner::new(threats::DEFAULT_SCAN_BUDGET).scan_body(content_type, data);
     }

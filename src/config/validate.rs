@@ -4,6 +4,7 @@
 //! appears, with one error style: the JSON path, what is expected, and the fix.
 
 use super::{ConfigError, JsonPath};
+use crate::policy::http::is_token_byte;
 
 /// The longest header, query parameter or cookie name accepted.
 pub const MAX_NAME_BYTES: usize = 128;
@@ -86,11 +87,6 @@ pub fn header_name(name: &str, role: HeaderUse, at: &JsonPath) -> Result<String,
         Some(fix) => Err(at.error(fix)),
         None => Ok(lower),
     }
-}
-
-/// An RFC 9110 `tchar`.
-pub fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// A header value api-guard writes: visible ASCII, spaces and tabs.

@@ -6,6 +6,7 @@ pub mod body;
 pub mod client_ip;
 pub mod harden;
 pub mod host;
+pub mod http;
 pub mod limit;
 pub mod path;
 mod request;

@@ -9,6 +9,8 @@
 
 use std::borrow::Cow;
 
+use super::http::hex_pair_at;
+
 /// Why a path has no canonical form (a fixed text: it never echoes the path).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PathRefusal(pub &'static str);
@@ -159,22 +161,6 @@ fn escape_at(bytes: &[u8], at: usize) -> Result<u8, PathRefusal> {
         return Err(invalid);
     }
     hex_pair_at(bytes, at + 1).ok_or(invalid)
-}
-
-/// The byte two hex digits at `at` would stand for once a `%` is put before them.
-fn hex_pair_at(bytes: &[u8], at: usize) -> Option<u8> {
-    let high = hex_value(*bytes.get(at)?)?;
-    let low = hex_value(*bytes.get(at + 1)?)?;
-    Some(high << 4 | low)
-}
-
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 fn hex_digit(v: u8) -> char {

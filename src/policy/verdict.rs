@@ -365,9 +365,7 @@ impl Decision {
             json!(self.client.as_deref().unwrap_or("-")),
         );
         line.insert("method".into(), json!(method));
-        // The path without its query: queries may carry credentials.
-        let path = path.split(['?', '#']).next().unwrap_or("");
-        let path: String = path.chars().take(256).collect();
+        let path = crate::policy::http::logged_path(path);
         line.insert("path".into(), json!(path));
         Value::Object(line).to_string()
     }

@@ -6,6 +6,7 @@ pub mod jwt;
 
 use serde::Deserialize;
 
+use super::http;
 use super::verdict::{Denial, Reason};
 
 /// One entry of a rule's `auth` list.
@@ -78,21 +79,13 @@ fn push_new<'a>(list: &mut Vec<String>, names: impl IntoIterator<Item = &'a Stri
 /// upstream: a new `:path` without those parameters, a `cookie` without those cookies.
 pub fn scrub(principal: &mut Principal, request: &super::Request) {
     if !principal.remove_params.is_empty() {
-        if let Some(path) = strip_query_params(request.path(), &principal.remove_params) {
+        if let Some(path) = http::strip_query_params(request.path(), &principal.remove_params) {
             principal.upstream_set.push((":path".to_string(), path));
         }
     }
     if !principal.remove_cookies.is_empty() && request.header("cookie").is_some() {
         let names = &principal.remove_cookies;
-        let kept: Vec<&str> = request
-            .header_values("cookie")
-            .flat_map(|h| h.split(';'))
-            .map(str::trim)
-            .filter(|pair| {
-                let name = pair.split_once('=').map_or(*pair, |(n, _)| n).trim();
-                !pair.is_empty() && !names.iter().any(|c| c == name)
-            })
-            .collect();
+        let kept = http::cookies_without(request.header_values("cookie"), names);
         if kept.is_empty() {
             principal.upstream_remove.push("cookie".to_string());
         } else {
@@ -100,59 +93,6 @@ pub fn scrub(principal: &mut Principal, request: &super::Request) {
                 .upstream_set
                 .push(("cookie".to_string(), kept.join("; ")));
         }
-    }
-}
-
-/// Whether a raw query parameter name is one of `names` once its `%XX` escapes are decoded,
-/// as the upstream's framework will decode it (`api%5Fkey` is `api_key`).
-pub fn param_name_is(raw: &str, names: &[String]) -> bool {
-    let decoded = api_key::percent_decode(raw);
-    names.iter().any(|n| n.as_bytes() == &*decoded)
-}
-
-/// Whether a raw query parameter name is one of `names` as PHP reads it: decoded, with `.`
-/// and ` ` as `_`, and `name[...]` as `name` (an unclosed `[` is a `_` too). Only for
-/// stripping: removing a look-alike is harmless, and an upstream in PHP never sees it.
-fn php_param_name_is(raw: &str, names: &[String]) -> bool {
-    let decoded = api_key::percent_decode(raw);
-    let mut name: Vec<u8> = Vec::with_capacity(decoded.len());
-    let mut bracket_seen = false;
-    for (i, &b) in decoded.iter().enumerate() {
-        match b {
-            b'[' if decoded.get(i..).is_some_and(|rest| rest.contains(&b']')) => break,
-            b'[' if !bracket_seen => {
-                bracket_seen = true;
-                name.push(b'_');
-            }
-            b'.' | b' ' | b'+' => name.push(b'_'),
-            _ => name.push(b),
-        }
-    }
-    names.iter().any(|n| n.as_bytes() == name.as_slice())
-}
-
-/// The request target without the query parameters whose decoded name is one of `names`;
-/// None when there is none of them.
-pub fn strip_query_params(path: &str, names: &[String]) -> Option<String> {
-    let (base, query) = path.split_once('?')?;
-    let mut removed = false;
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|pair| {
-            let name = pair.split_once('=').map_or(*pair, |(n, _)| n);
-            let credential = param_name_is(name, names) || php_param_name_is(name, names);
-            removed |= credential;
-            !credential
-        })
-        .collect();
-    if !removed {
-        return None;
-    }
-    let kept: Vec<&str> = kept.into_iter().filter(|p| !p.is_empty()).collect();
-    if kept.is_empty() {
-        Some(base.to_string())
-    } else {
-        Some(format!("{base}?{}", kept.join("&")))
     }
 }
 

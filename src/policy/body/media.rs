@@ -1,5 +1,7 @@
 //! Media types (RFC 9110 section 8.3.1): `type "/" subtype *( OWS ";" OWS parameter )`.
 
+use crate::policy::http::is_token;
+
 /// A parsed `Content-Type`: type and subtype lower-cased, the charset parameter if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaType {
@@ -117,31 +119,6 @@ impl MediaRange {
     pub fn as_string(&self) -> String {
         format!("{}/{}", self.kind, self.subtype.as_deref().unwrap_or("*"))
     }
-}
-
-/// RFC 9110 `token`.
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'!' | b'#'
-                        | b'$'
-                        | b'%'
-                        | b'&'
-                        | b'\''
-                        | b'*'
-                        | b'+'
-                        | b'-'
-                        | b'.'
-                        | b'^'
-                        | b'_'
-                        | b'`'
-                        | b'|'
-                        | b'~'
-                )
-        })
 }
 
 #[cfg(test)]

@@ -124,8 +124,7 @@ impl super::Policy {
 
 /// The log line of a detection in log mode (never the matched input).
 pub fn logged_line(decision: &Decision, reason: Reason, method: &str, path: &str) -> String {
-    let path = path.split(['?', '#']).next().unwrap_or("");
-    let path: String = path.chars().take(256).collect();
+    let path = crate::policy::http::logged_path(path);
     serde_json::json!({
         "api_guard": "detection",
         "action": "log",

@@ -3,11 +3,10 @@
 //! input (percent-encoding decoded up to three times, `%uXXXX`, overlong UTF-8 and
 //! full-width forms of `.`, `/` and `\`).
 
-use std::borrow::Cow;
-
 use serde::Deserialize;
 
 use crate::policy::body::{json, multipart, MAX_MAX_DEPTH};
+use crate::policy::http;
 use crate::policy::{Reason, Request};
 
 /// `threats` of a rule.
@@ -88,7 +87,8 @@ impl Scanner {
                 // Traversal too in cookie values (file names in cookies are a classic inclusion
                 // vector) and in the referer (browsers send it with dot segments resolved).
                 let found = match name {
-                    "cookie" => value.split(';').find_map(|cookie| {
+                    // A cookie without `=` is a value (RFC 6265bis), so it is scanned whole.
+                    "cookie" => http::cookies(value).find_map(|cookie| {
                         let value = cookie.split_once('=').map_or(cookie, |(_, v)| v);
                         self.scan_encoded(value.trim(), false, true)
                     }),
@@ -105,8 +105,7 @@ impl Scanner {
 
     /// `name=value&...` pairs (a query, or a form body), each name and value decoded.
     fn scan_pairs(&mut self, pairs: &str) -> Option<Reason> {
-        pairs.split('&').find_map(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        http::query_pairs(pairs).find_map(|(name, value)| {
             self.scan_encoded(name, true, true)
                 .or_else(|| self.scan_encoded(value, true, true))
         })
@@ -120,7 +119,7 @@ impl Scanner {
     /// The path: traversal on the whole decoded path; SQLi/XSS on each decoded segment and on
     /// the whole decoded path (an injection may span segments: `/1'/**/union/**/select`).
     fn scan_path(&mut self, path: &str) -> Option<Reason> {
-        let decoded = decodings(path.as_bytes(), false);
+        let decoded = http::decodings(path.as_bytes(), false, DECODE_ROUNDS);
         let forms_len: usize = decoded.iter().map(|d| d.len()).sum();
         if let Some(cut) = self.charge(forms_len, 0) {
             return Some(cut);
@@ -151,7 +150,7 @@ impl Scanner {
         if value.is_empty() {
             return None;
         }
-        let decoded = decodings(value.as_bytes(), plus_is_space);
+        let decoded = http::decodings(value.as_bytes(), plus_is_space, DECODE_ROUNDS);
         if traversal {
             let forms_len: usize = decoded.iter().map(|d| d.len()).sum();
             if let Some(cut) = self.charge(forms_len, 0) {
@@ -428,61 +427,6 @@ fn libinjection_finds(input: &[u8]) -> Option<Reason> {
     None
 }
 
-/// The input and its successive percent-decodings, until decoding changes nothing.
-fn decodings(input: &[u8], plus_is_space: bool) -> Vec<Cow<'_, [u8]>> {
-    let mut forms: Vec<Cow<'_, [u8]>> = vec![Cow::Borrowed(input)];
-    for round in 0..DECODE_ROUNDS {
-        let Some(current) = forms.last() else { break };
-        // `+` means a space only in the first (form-encoding) round.
-        let next = percent_decode(current, plus_is_space && round == 0);
-        if next.as_slice() == current.as_ref() {
-            break;
-        }
-        forms.push(Cow::Owned(next));
-    }
-    forms
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// `%XX` and IIS-style `%uXXXX` (encoded as UTF-8); malformed escapes are kept as they are.
-pub fn percent_decode(input: &[u8], plus_is_space: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while let Some(&b) = input.get(i) {
-        if b == b'%' {
-            let at = |k: usize| input.get(i + k).copied().and_then(hex);
-            if let (Some(h), Some(l)) = (at(1), at(2)) {
-                out.push(h * 16 + l);
-                i += 3;
-                continue;
-            }
-            if matches!(input.get(i + 1), Some(b'u' | b'U')) {
-                if let (Some(a), Some(b2), Some(c), Some(d)) = (at(2), at(3), at(4), at(5)) {
-                    let code =
-                        u32::from(a) << 12 | u32::from(b2) << 8 | u32::from(c) << 4 | u32::from(d);
-                    if let Some(ch) = char::from_u32(code) {
-                        let mut buf = [0u8; 4];
-                        out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-                        i += 6;
-                        continue;
-                    }
-                }
-            }
-        }
-        out.push(if b == b'+' && plus_is_space { b' ' } else { b });
-        i += 1;
-    }
-    out
-}
-
 /// Overlong UTF-8 and full-width forms of `.`, `/` and `\` that some servers and file
 /// systems fold to ASCII.
 const LOOKALIKES: [(&[u8], u8); 10] = [
@@ -660,11 +604,8 @@ mod tests {
 
     #[test]
     fn decodes_up_to_three_times() {
-        assert_eq!(percent_decode(b"%2e%2E%2f", false), b"../");
-        assert_eq!(percent_decode(b"%252e", false), b"%2e");
-        assert_eq!(percent_decode(b"%u002e%zz%", false), b".%zz%");
-        assert_eq!(percent_decode(b"a+b", true), b"a b");
-        let forms = decodings(b"%25252e", false);
+        // The decoder itself is pinned in `policy::http`; here, the screen's rounds.
+        let forms = http::decodings(b"%25252e", false, DECODE_ROUNDS);
         assert_eq!(forms.last().unwrap().as_ref(), b".");
     }
 

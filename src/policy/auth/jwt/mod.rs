@@ -29,6 +29,7 @@ use self::keys::KeySet;
 use self::token::Failure;
 use super::{AuthMethod, Credential, Principal};
 use crate::policy::host::unix_seconds;
+use crate::policy::http;
 use crate::policy::{Denial, Host, Reason, Request};
 
 /// At most this many tokens are looked at in one request.
@@ -227,26 +228,25 @@ impl Provider {
             }
         }
         if !self.sources.params.is_empty() {
-            for pair in request.query().unwrap_or("").split('&') {
+            for (name, value) in http::query_pairs(request.query().unwrap_or("")) {
                 if out.len() > MAX_TOKENS {
                     return;
                 }
-                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
                 // By decoded name, as the upstream will read it (`access%5Ftoken`).
-                if super::param_name_is(name, &self.sources.params) {
-                    let decoded =
-                        String::from_utf8_lossy(&super::api_key::percent_decode(name)).into_owned();
-                    out.push((percent_decode(value), Location::Param(decoded)));
+                if http::param_name_is(name, &self.sources.params) {
+                    let name = String::from_utf8_lossy(&http::percent_decode(name)).into_owned();
+                    let token = String::from_utf8_lossy(&http::percent_decode(value)).into_owned();
+                    out.push((token, Location::Param(name)));
                 }
             }
         }
         if !self.sources.cookies.is_empty() {
             for header in request.header_values("cookie") {
-                for pair in header.split(';') {
+                for pair in http::cookies(header) {
                     if out.len() > MAX_TOKENS {
                         return;
                     }
-                    let (name, value) = pair.trim().split_once('=').unwrap_or((pair.trim(), ""));
+                    let (name, value) = http::split_pair(pair);
                     if self.sources.cookies.iter().any(|c| c == name) {
                         let value = value.trim_matches('"');
                         out.push((value.to_string(), Location::Cookie(name.to_string())));
@@ -573,32 +573,6 @@ fn principal(providers: &[Provider], verified: &[(Arc<Verified>, &Found)]) -> Pr
         }
     }
     principal
-}
-
-/// `%XX` decoding of a query value (`+` is left alone: it is not in base64url).
-fn percent_decode(value: &str) -> String {
-    if !value.contains('%') {
-        return value.to_string();
-    }
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            if let Some(decoded) = hex {
-                out.push(decoded);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

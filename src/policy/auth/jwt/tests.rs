@@ -499,6 +499,25 @@ fn rsa_and_eddsa_signature_attacks() {
 }
 
 #[test]
+fn query_tokens_are_percent_decoded_once() {
+    let policy = config_with(
+        provider(json!({"from_params": ["access_token"]})),
+        json!({}),
+    );
+    let token = mint::token(&header("ES256"), &claims());
+    let host = MemoryHost::at(NOW);
+    let path = format!("/api/orders?access%5Ftoken={}", token.replace('.', "%2E"));
+    let d = request_with(&policy, &[(":path", &path)], &host);
+    assert_eq!(d.verdict, Verdict::Allow);
+    // A malformed escape stays as sent, and no token holds a `%`.
+    for bad in ["%zz", "%4", "%+f", "%252E"] {
+        let path = format!("/api/orders?access_token={token}{bad}");
+        let d = request_with(&policy, &[(":path", &path)], &host);
+        assert_eq!(reason(&d), "jwt_malformed", "{bad}");
+    }
+}
+
+#[test]
 fn token_sources() {
     let p = provider(json!({
         "from_headers": [{"name": "x-token"}, {"name": "authorization", "value_prefix": "Bearer "}],
