@@ -11,7 +11,6 @@
 //! Scenarios: `hardening`, `key-ratelimit`, `ratelimit-429`, and `body`/`body-threats`
 //! `SCHEMA.json BODY.json` (a JSON body validated, without/with threat screening). Without valgrind it prints the
 //! nanoseconds per request.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::hint::black_box;
 use std::time::Instant;

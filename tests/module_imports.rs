@@ -1,12 +1,6 @@
 //! The module imports only what Envoy provides: the proxy-wasm ABI 0.2.1 host functions and
 //! the WASI calls Envoy implements (proxy-wasm-cpp-host's list). Anything else would make
 //! Envoy refuse the module, or trap on first use.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
 mod common;
 
