@@ -321,7 +321,7 @@ impl Provider {
         let valid = candidates
             .iter()
             .take(MAX_KEYS_TRIED)
-            .any(|key| verify::verify(parsed.alg, key, input, &parsed.signature, host).0);
+            .any(|key| verify::verify(parsed.alg, key, input, &parsed.signature, host));
         if !valid {
             return Err((Reason::JwtBadSignature, "the token signature is invalid"));
         }
