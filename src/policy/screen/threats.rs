@@ -282,6 +282,7 @@ pub fn scan_form(body: &[u8]) -> Option<Reason> {
 }
 
 /// A JSON string with the default budget.
+#[cfg(test)]
 pub fn scan_text(text: &str) -> Option<Reason> {
     Scanner::new(DEFAULT_SCAN_BUDGET).scan_text(text)
 }

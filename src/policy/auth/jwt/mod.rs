@@ -128,6 +128,7 @@ impl ProviderState {
         *lock(&self.loaded_cas) = Some(cas);
     }
 
+    #[cfg(test)]
     pub fn unknown_kid_seen(&self) -> bool {
         self.unknown_kid.load(Ordering::Relaxed)
     }
