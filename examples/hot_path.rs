@@ -11,13 +11,12 @@
 //! Scenarios: `hardening`, `key-ratelimit`, `ratelimit-429`, and `body`/`body-threats`
 //! `SCHEMA.json BODY.json` (a JSON body validated, without/with threat screening). Without valgrind it prints the
 //! nanoseconds per request.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::hint::black_box;
 use std::time::Instant;
 
 use api_guard::config::compile;
-use api_guard::policy::testing::MemoryHost;
+use api_guard::policy::testing::{headers, MemoryHost};
 use api_guard::policy::Request;
 
 const KEY: &str = "ak_bench_partner_7c1e5d2a9b";
@@ -72,7 +71,7 @@ fn main() {
     let host = MemoryHost::default();
     policy.rate_limit_table.init(&host);
     // What wrk sends, as Envoy presents it to the filter.
-    let headers: Vec<(String, String)> = [
+    let headers = headers(&[
         (":authority", "127.0.0.1:10000"),
         (":path", "/direct/bench"),
         (":method", "GET"),
@@ -81,10 +80,7 @@ fn main() {
         ("content-type", "application/json"),
         ("x-forwarded-proto", "http"),
         ("x-request-id", "6f1c1e4e-1d1b-4c8f-9f4e-2b8f0c7a9d11"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    ]);
 
     let started = Instant::now();
     let mut bytes = 0usize;

@@ -1,11 +1,5 @@
 //! API keys in a real Envoy with two workers: hashed keys only, sources, client header,
 //! expiry, scopes, and clean 401s for missing, unknown, repeated or oversized keys.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
 mod common;
 

@@ -2,12 +2,6 @@
 //! rate limits and headers, and what api-guard answers. Nothing may get through, nothing may
 //! answer 5xx. (JWT signature attacks: tests/jwt.rs `attacks_fail_on_both_crypto_paths`;
 //! body attacks: tests/body.rs and the body section below.)
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
 mod common;
 

@@ -1,13 +1,7 @@
 //! Request body validation in a real Envoy: 413 (declared and streamed), 415, 400 (invalid
 //! JSON, invalid UTF-8, duplicate names, depth, 100,000 deep), 400 body_schema, dry run,
 //! metrics and access log.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic,
-    clippy::type_complexity
-)]
+#![allow(clippy::type_complexity)]
 
 mod common;
 

@@ -8,13 +8,6 @@
 //! - JSONTestSuite parsing cases: `y_` must pass, `n_` must be refused, `i_` may go either way.
 //! - libinjection's SQLi and XSS probe lists (detection rate) and its false-positive list
 //!   (false-positive rate), each line sent as a query parameter to a `threats: block` rule.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic,
-    clippy::type_complexity
-)]
 
 mod common;
 

@@ -1,11 +1,5 @@
 //! The shipped demo: envoy/envoy.yaml (what `make run` starts) serves with its own plugin
 //! configuration, and envoy/docker-compose.yaml runs that same file and module.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
 mod common;
 

@@ -1,11 +1,5 @@
 //! Foundation in a real Envoy: loading, header hardening, refusals with JSON paths, dry run,
 //! problem+json, anti-spoofing, stats and the access log.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
 mod common;
 

@@ -2,12 +2,6 @@
 //! behind Envoy's RLS gRPC API (tests/rls, started by tests/common/rls.rs). Two Envoy
 //! processes share one limit and admit exactly its count together; a service that is down,
 //! slow or unknown follows each policy's failure mode.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
 mod common;
 

@@ -7,12 +7,6 @@
 //! proxy in front, as far as api-guard knows), and Envoy appends an entry of its own to
 //! X-Forwarded-For (the peer, or its own address for a loopback peer), so
 //! `xff_trusted_hops: 2` names the address that proxy saw.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
 mod common;
 

@@ -1,11 +1,5 @@
 //! JWT verification in a real Envoy: algorithms, answers, both crypto paths, the cache,
 //! remote JWKS faults, and agreement with Envoy's own jwt_authn.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
 mod common;
 

@@ -1,12 +1,6 @@
 //! Which rule applies, in a real Envoy, with Envoy's default connection-manager path settings
 //! and with the demo's: methods in any case (HTTP/1.1 and HTTP/2), HEAD under GET, other
 //! spellings of a protected path, methods a rule refuses (405), and `default: deny`.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
 mod common;
 

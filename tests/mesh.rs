@@ -1,12 +1,6 @@
 //! Mesh delivery: every plugin configuration shipped in a manifest (envoy/istio, envoy/gateway)
 //! or in the demo envoy.yaml loads in a real Envoy and answers requests; the manifests agree
 //! on one policy and one pinned image.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
 mod common;
 

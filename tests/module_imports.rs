@@ -1,12 +1,6 @@
 //! The module imports only what Envoy provides: the proxy-wasm ABI 0.2.1 host functions and
 //! the WASI calls Envoy implements (proxy-wasm-cpp-host's list). Anything else would make
 //! Envoy refuse the module, or trap on first use.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
 mod common;
 
@@ -125,4 +119,27 @@ fn module_imports_only_what_envoy_provides() {
             "missing export {needed}: {exports:?}"
         );
     }
+}
+
+/// proxy-wasm is a dependency of the wasm32 build only, so a core file (src/policy,
+/// src/config) that imports it fails the native build and its unit tests: the core/shell
+/// boundary stays a compile error.
+#[test]
+fn proxy_wasm_is_a_wasm32_only_dependency() {
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .expect("Cargo.toml");
+    let mut table = "";
+    let mut declared_in = Vec::new();
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            table = line;
+        } else if line.starts_with("proxy-wasm") {
+            declared_in.push(table);
+        }
+    }
+    assert_eq!(
+        declared_in,
+        [r#"[target.'cfg(target_arch = "wasm32")'.dependencies]"#],
+        "proxy-wasm must be declared only for wasm32"
+    );
 }

@@ -1,12 +1,6 @@
 //! `make oci`: the OCI image layout of the module (Wasm image specification, compat variant,
 //! as Istio and Envoy Gateway pull it) is complete, its digests verify, its one layer holds
 //! exactly the module, and it is reproducible. The manifests pin one image digest.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
 mod common;
 

@@ -1,12 +1,6 @@
 //! Property tests of the core's invariants (native, no Envoy): the token bucket never admits
 //! more than burst plus refill, a stricter policy never allows what a laxer one denies, dry run
 //! never blocks, and client-IP resolution always lands on an address the request carried.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
 use api_guard::policy::limit::gcra::{Admission, Shape};
 use api_guard::policy::testing::MemoryHost;

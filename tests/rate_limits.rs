@@ -1,12 +1,6 @@
 //! Rate limits in a real Envoy with two workers: exact admitted counts under parallel
 //! hammering, per-client independence, API-key tiers, X-Forwarded-For identity, 429 and
 //! quota headers, and bounded memory under 100,000 distinct clients.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
 mod common;
 

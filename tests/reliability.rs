@@ -2,12 +2,6 @@
 //! under load (a valid update switches policy with no failed request, an invalid one is
 //! rejected while the old policy keeps serving), a crashed VM under each failure policy,
 //! and an unreachable upstream.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
 mod common;
 

@@ -1,11 +1,5 @@
 //! The test rate limit service itself (tests/rls, started through tests/common/rls.rs):
 //! real Redis, real gRPC calls by `api-guard-test-rls probe`, nothing mocked.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
 mod common;
 

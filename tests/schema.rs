@@ -2,12 +2,6 @@
 //! generate; every shipped example config validates against it; configs the filter refuses
 //! for reasons a schema can express (unknown keys, wrong types, bad enum values, ranges,
 //! patterns) are refused by it too.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
 use std::path::PathBuf;
 

@@ -1,13 +1,7 @@
 //! Screening in a real Envoy: client IP allow/deny (global and per rule, IPv4 and IPv6,
 //! trusted hops through X-Forwarded-For) and threats (SQLi, XSS, traversal) in the path,
 //! query, headers and JSON body, in block, log and off modes.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic,
-    clippy::type_complexity
-)]
+#![allow(clippy::type_complexity)]
 
 mod common;
 

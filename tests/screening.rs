@@ -2,12 +2,6 @@
 //! payload after 16 KiB of padding), the path as a whole, bodies under `threats: block`
 //! whatever their media type (JSON under other names, forms, multipart fields and file
 //! names), compressed bodies refused, and the per-request budget (`threat_scan_max_bytes`).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
 mod common;
 

@@ -1,12 +1,6 @@
 //! The shell's header handling in a real Envoy: header values that are not UTF-8 (obs-text,
 //! e.g. Latin-1) are ordinary input, never a VM crash; hardening reads the response headers
 //! once and still removes, sets and keeps what it should.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
 mod common;
 

@@ -1,12 +1,6 @@
 //! `make soak`: mixed traffic at about 70% of the measured maximum for SOAK_SECONDS (default
 //! 600): no unexpected status, and Envoy's memory flat within 5% after warm-up.
 //! Ignored by `make test` (it is long); `make soak` runs it.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
 mod common;
 

@@ -2,12 +2,6 @@
 //! no credential that failed or was not used, credential parameters stripped by decoded
 //! name, claim arrays that cannot be confused, CORS preflights, and the body window with and
 //! without Envoy's `buffer` filter before api-guard.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
 
 mod common;
 

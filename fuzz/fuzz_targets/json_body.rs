@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use api_guard::policy::body::json;
-use api_guard::policy::testing::MemoryHost;
+use api_guard::policy::testing::{headers, MemoryHost};
 use api_guard::policy::{Policy, Request};
 use libfuzzer_sys::fuzz_target;
 
@@ -26,12 +26,13 @@ fn policy() -> &'static Policy {
 fuzz_target!(|data: &[u8]| {
     let mut strings = 0usize;
     let _ = json::check(data, 32, &mut |_| strings += 1);
-    let headers = vec![
-        (":method".to_string(), "POST".to_string()),
-        (":path".to_string(), "/orders".to_string()),
-        ("content-type".to_string(), "application/json".to_string()),
-        ("content-length".to_string(), data.len().to_string()),
-    ];
+    let length = data.len().to_string();
+    let headers = headers(&[
+        (":method", "POST"),
+        (":path", "/orders"),
+        ("content-type", "application/json"),
+        ("content-length", &length),
+    ]);
     let request = Request::new(&headers, Some("192.0.2.1:1"));
     let header_decision = policy().evaluate(&request, &MemoryHost::default());
     let decision = policy().evaluate_body(&request, data, &header_decision);

@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use api_guard::policy::testing::MemoryHost;
+use api_guard::policy::testing::{headers, MemoryHost};
 use api_guard::policy::{Policy, Request};
 use libfuzzer_sys::fuzz_target;
 
@@ -31,11 +31,9 @@ fn policy() -> &'static Policy {
 
 fuzz_target!(|data: &[u8]| {
     let token = String::from_utf8_lossy(data);
-    let headers = vec![
-        (":method".to_string(), "GET".to_string()),
-        (":path".to_string(), format!("/x?access_token={}", token.replace(['&', '#', ' '], ""))),
-        ("authorization".to_string(), format!("Bearer {token}")),
-    ];
+    let path = format!("/x?access_token={}", token.replace(['&', '#', ' '], ""));
+    let bearer = format!("Bearer {token}");
+    let headers = headers(&[(":method", "GET"), (":path", &path), ("authorization", &bearer)]);
     let request = Request::new(&headers, Some("192.0.2.1:1"));
     let decision = policy().evaluate(&request, &MemoryHost::default());
     if let Some(denial) = decision.denial() {

@@ -5,6 +5,7 @@
 
 use api_guard::policy::http;
 use api_guard::policy::screen::threats;
+use api_guard::policy::testing::headers;
 use api_guard::policy::Request;
 use libfuzzer_sys::fuzz_target;
 
@@ -18,11 +19,14 @@ fuzz_target!(|data: &[u8]| {
         let _ = threats::Scanner::new(threats::DEFAULT_SCAN_BUDGET).scan_body(content_type, data);
     }
     let target: String = text.chars().filter(|c| !c.is_control() && *c != ' ').collect();
-    let headers = vec![
-        (":method".to_string(), "GET".to_string()),
-        (":path".to_string(), format!("/{target}?q={target}")),
-        ("user-agent".to_string(), text.replace(['\r', '\n'], "")),
-        ("cookie".to_string(), format!("a={target}")),
-    ];
+    let path = format!("/{target}?q={target}");
+    let user_agent = text.replace(['\r', '\n'], "");
+    let cookie = format!("a={target}");
+    let headers = headers(&[
+        (":method", "GET"),
+        (":path", &path),
+        ("user-agent", &user_agent),
+        ("cookie", &cookie),
+    ]);
     let _ = threats::scan_request(&Request::new(&headers, None));
 });

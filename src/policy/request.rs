@@ -156,15 +156,16 @@ impl<'a> Request<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::testing::headers;
 
     #[test]
     fn views_the_pseudo_headers_and_source() {
-        let h = vec![
-            (":method".to_string(), "POST".to_string()),
-            (":path".to_string(), "/a/b?x=1&y".to_string()),
-            ("x-a".to_string(), "1".to_string()),
-            ("x-a".to_string(), "2".to_string()),
-        ];
+        let h = headers(&[
+            (":method", "POST"),
+            (":path", "/a/b?x=1&y"),
+            ("x-a", "1"),
+            ("x-a", "2"),
+        ]);
         let r = Request::new(&h, Some("[2001:db8::1]:443"));
         assert_eq!(r.method(), "POST");
         assert_eq!(r.path_without_query(), "/a/b");
@@ -195,7 +196,7 @@ mod tests {
 
     #[test]
     fn a_lazy_source_is_fetched_once_and_only_when_asked() {
-        let h = vec![(":path".to_string(), "/".to_string())];
+        let h = headers(&[(":path", "/")]);
         let source = SourceAddress::lazy(fetch_counted);
         let r = Request::with_lazy_source(&h, &source);
         assert_eq!(r.path(), "/");

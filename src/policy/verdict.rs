@@ -3,181 +3,82 @@
 use crate::policy::limit::global::{GlobalCall, GlobalOutcome};
 use serde_json::{json, Map, Value};
 
-/// Why a request was denied. The codes are a public contract: never rename one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Reason {
-    HttpsRequired,
-    JwtMissing,
-    JwtMalformed,
-    JwtBadSignature,
-    JwtExpired,
-    JwtNotYetValid,
-    JwtIssuer,
-    JwtAudience,
-    JwtUnknownKid,
-    JwtAlgNotAllowed,
-    JwksUnavailable,
-    InsufficientScope,
-    ApiKeyMissing,
-    ApiKeyUnknown,
-    ApiKeyExpired,
-    RateLimited,
-    RateLimitUnavailable,
-    BodyTooLarge,
-    MediaType,
-    BodyInvalid,
-    BodySchema,
-    ThreatSqli,
-    ThreatXss,
-    ThreatTraversal,
-    /// The request was too large to screen within `threat_scan_max_bytes`.
-    ThreatScanLimit,
-    IpDenied,
-    PathInvalid,
-    MethodNotAllowed,
-    NoRule,
-    /// The client address is needed (IP lists, an address-keyed rate limit) but unknown.
-    ClientIpUnknown,
+/// Declares [`Reason`] from one table, so that a reason is listed once and never missing from
+/// [`Reason::ALL`] (metrics define one counter per entry) or from a lookup.
+macro_rules! reasons {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident => $code:literal, $status:literal, $title:literal;
+    )+) => {
+        /// Why a request was denied. The codes are a public contract: never rename one.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Reason {
+            $($(#[$doc])* $variant,)+
+        }
+
+        impl Reason {
+            /// Every reason, in declaration order, for metrics defined up front.
+            pub const ALL: [Reason; [$(Reason::$variant),+].len()] = [$(Reason::$variant),+];
+
+            /// The stable machine code, as in problem+json `reason`, logs and metrics.
+            pub fn code(self) -> &'static str {
+                match self {
+                    $(Reason::$variant => $code,)+
+                }
+            }
+
+            /// The HTTP status of the answer (a redirect may replace it, see
+            /// [`Denial::redirect`]).
+            pub fn status(self) -> u16 {
+                match self {
+                    $(Reason::$variant => $status,)+
+                }
+            }
+
+            /// A short, fixed human summary (problem+json `title`).
+            pub fn title(self) -> &'static str {
+                match self {
+                    $(Reason::$variant => $title,)+
+                }
+            }
+        }
+    };
 }
 
-impl Reason {
-    /// Every reason, for metrics defined up front.
-    pub const ALL: [Reason; 30] = [
-        Reason::HttpsRequired,
-        Reason::JwtMissing,
-        Reason::JwtMalformed,
-        Reason::JwtBadSignature,
-        Reason::JwtExpired,
-        Reason::JwtNotYetValid,
-        Reason::JwtIssuer,
-        Reason::JwtAudience,
-        Reason::JwtUnknownKid,
-        Reason::JwtAlgNotAllowed,
-        Reason::JwksUnavailable,
-        Reason::InsufficientScope,
-        Reason::ApiKeyMissing,
-        Reason::ApiKeyUnknown,
-        Reason::ApiKeyExpired,
-        Reason::RateLimited,
-        Reason::RateLimitUnavailable,
-        Reason::BodyTooLarge,
-        Reason::MediaType,
-        Reason::BodyInvalid,
-        Reason::BodySchema,
-        Reason::ThreatSqli,
-        Reason::ThreatXss,
-        Reason::ThreatTraversal,
-        Reason::ThreatScanLimit,
-        Reason::IpDenied,
-        Reason::PathInvalid,
-        Reason::MethodNotAllowed,
-        Reason::NoRule,
-        Reason::ClientIpUnknown,
-    ];
-
-    /// The stable machine code, as in problem+json `reason`, logs and metrics.
-    pub fn code(self) -> &'static str {
-        match self {
-            Reason::HttpsRequired => "https_required",
-            Reason::JwtMissing => "jwt_missing",
-            Reason::JwtMalformed => "jwt_malformed",
-            Reason::JwtBadSignature => "jwt_bad_signature",
-            Reason::JwtExpired => "jwt_expired",
-            Reason::JwtNotYetValid => "jwt_not_yet_valid",
-            Reason::JwtIssuer => "jwt_issuer",
-            Reason::JwtAudience => "jwt_audience",
-            Reason::JwtUnknownKid => "jwt_unknown_kid",
-            Reason::JwtAlgNotAllowed => "jwt_alg_not_allowed",
-            Reason::JwksUnavailable => "jwks_unavailable",
-            Reason::InsufficientScope => "insufficient_scope",
-            Reason::ApiKeyMissing => "api_key_missing",
-            Reason::ApiKeyUnknown => "api_key_unknown",
-            Reason::ApiKeyExpired => "api_key_expired",
-            Reason::RateLimited => "rate_limited",
-            Reason::RateLimitUnavailable => "rate_limit_unavailable",
-            Reason::BodyTooLarge => "body_too_large",
-            Reason::MediaType => "media_type",
-            Reason::BodyInvalid => "body_invalid",
-            Reason::BodySchema => "body_schema",
-            Reason::ThreatSqli => "threat_sqli",
-            Reason::ThreatXss => "threat_xss",
-            Reason::ThreatTraversal => "threat_traversal",
-            Reason::ThreatScanLimit => "threat_scan_limit",
-            Reason::IpDenied => "ip_denied",
-            Reason::PathInvalid => "path_invalid",
-            Reason::MethodNotAllowed => "method_not_allowed",
-            Reason::NoRule => "no_rule",
-            Reason::ClientIpUnknown => "client_ip_unknown",
-        }
-    }
-
-    /// The HTTP status of the answer (a redirect may replace it, see [`Denial::redirect`]).
-    pub fn status(self) -> u16 {
-        match self {
-            Reason::JwtMissing
-            | Reason::JwtMalformed
-            | Reason::JwtBadSignature
-            | Reason::JwtExpired
-            | Reason::JwtNotYetValid
-            | Reason::JwtIssuer
-            | Reason::JwtAudience
-            | Reason::JwtUnknownKid
-            | Reason::JwtAlgNotAllowed
-            | Reason::JwksUnavailable
-            | Reason::ApiKeyMissing
-            | Reason::ApiKeyUnknown
-            | Reason::ApiKeyExpired => 401,
-            Reason::HttpsRequired
-            | Reason::InsufficientScope
-            | Reason::ThreatSqli
-            | Reason::ThreatXss
-            | Reason::ThreatTraversal
-            | Reason::IpDenied
-            | Reason::ClientIpUnknown => 403,
-            Reason::RateLimited | Reason::RateLimitUnavailable => 429,
-            Reason::BodyTooLarge | Reason::ThreatScanLimit => 413,
-            Reason::MediaType => 415,
-            Reason::BodyInvalid | Reason::BodySchema | Reason::PathInvalid => 400,
-            Reason::MethodNotAllowed => 405,
-            Reason::NoRule => 404,
-        }
-    }
-
-    /// A short, fixed human summary (problem+json `title`).
-    pub fn title(self) -> &'static str {
-        match self {
-            Reason::HttpsRequired => "HTTPS is required",
-            Reason::JwtMissing => "A bearer token is required",
-            Reason::JwtMalformed => "The token is malformed",
-            Reason::JwtBadSignature => "The token signature is invalid",
-            Reason::JwtExpired => "The token has expired",
-            Reason::JwtNotYetValid => "The token is not valid yet",
-            Reason::JwtIssuer => "The token issuer is not trusted",
-            Reason::JwtAudience => "The token audience is not accepted",
-            Reason::JwtUnknownKid => "The token signing key is unknown",
-            Reason::JwtAlgNotAllowed => "The token algorithm is not allowed",
-            Reason::JwksUnavailable => "The signing keys are not available yet",
-            Reason::InsufficientScope => "The credential lacks a required scope",
-            Reason::ApiKeyMissing => "An API key is required",
-            Reason::ApiKeyUnknown => "The API key is not valid",
-            Reason::ApiKeyExpired => "The API key has expired",
-            Reason::RateLimited => "Too many requests",
-            Reason::RateLimitUnavailable => "The rate limit could not be checked",
-            Reason::BodyTooLarge => "The request body is too large",
-            Reason::MediaType => "The request media type is not accepted",
-            Reason::BodyInvalid => "The request body is not valid",
-            Reason::BodySchema => "The request body does not match the schema",
-            Reason::ThreatSqli => "The request looks like SQL injection",
-            Reason::ThreatXss => "The request looks like cross-site scripting",
-            Reason::ThreatTraversal => "The request looks like path traversal",
-            Reason::ThreatScanLimit => "Request too large to screen",
-            Reason::IpDenied => "The client address is not allowed",
-            Reason::PathInvalid => "The request path is not accepted",
-            Reason::MethodNotAllowed => "The method is not allowed on this path",
-            Reason::NoRule => "No rule of this API matches the request",
-            Reason::ClientIpUnknown => "The client address could not be determined",
-        }
-    }
+// Variant => code, status, title. The codes are a public contract: never rename one.
+reasons! {
+    HttpsRequired => "https_required", 403, "HTTPS is required";
+    JwtMissing => "jwt_missing", 401, "A bearer token is required";
+    JwtMalformed => "jwt_malformed", 401, "The token is malformed";
+    JwtBadSignature => "jwt_bad_signature", 401, "The token signature is invalid";
+    JwtExpired => "jwt_expired", 401, "The token has expired";
+    JwtNotYetValid => "jwt_not_yet_valid", 401, "The token is not valid yet";
+    JwtIssuer => "jwt_issuer", 401, "The token issuer is not trusted";
+    JwtAudience => "jwt_audience", 401, "The token audience is not accepted";
+    JwtUnknownKid => "jwt_unknown_kid", 401, "The token signing key is unknown";
+    JwtAlgNotAllowed => "jwt_alg_not_allowed", 401, "The token algorithm is not allowed";
+    JwksUnavailable => "jwks_unavailable", 401, "The signing keys are not available yet";
+    InsufficientScope => "insufficient_scope", 403, "The credential lacks a required scope";
+    ApiKeyMissing => "api_key_missing", 401, "An API key is required";
+    ApiKeyUnknown => "api_key_unknown", 401, "The API key is not valid";
+    ApiKeyExpired => "api_key_expired", 401, "The API key has expired";
+    RateLimited => "rate_limited", 429, "Too many requests";
+    RateLimitUnavailable => "rate_limit_unavailable", 429, "The rate limit could not be checked";
+    BodyTooLarge => "body_too_large", 413, "The request body is too large";
+    MediaType => "media_type", 415, "The request media type is not accepted";
+    BodyInvalid => "body_invalid", 400, "The request body is not valid";
+    BodySchema => "body_schema", 400, "The request body does not match the schema";
+    ThreatSqli => "threat_sqli", 403, "The request looks like SQL injection";
+    ThreatXss => "threat_xss", 403, "The request looks like cross-site scripting";
+    ThreatTraversal => "threat_traversal", 403, "The request looks like path traversal";
+    /// The request was too large to screen within `threat_scan_max_bytes`.
+    ThreatScanLimit => "threat_scan_limit", 413, "Request too large to screen";
+    IpDenied => "ip_denied", 403, "The client address is not allowed";
+    PathInvalid => "path_invalid", 400, "The request path is not accepted";
+    MethodNotAllowed => "method_not_allowed", 405, "The method is not allowed on this path";
+    NoRule => "no_rule", 404, "No rule of this API matches the request";
+    /// The client address is needed (IP lists, an address-keyed rate limit) but unknown.
+    ClientIpUnknown => "client_ip_unknown", 403, "The client address could not be determined";
 }
 
 /// A refusal: the reason plus what the answer must carry. Everything in it is produced by
@@ -383,6 +284,52 @@ mod tests {
             assert!((400..500).contains(&reason.status()));
             assert!(!reason.title().is_empty());
         }
+    }
+
+    /// Metrics, dashboards and clients rely on every code and status staying as they are, and
+    /// on ALL holding each reason exactly once (one counter each).
+    #[test]
+    fn all_holds_every_reason_once_with_its_contract_code_and_status() {
+        let expected = [
+            (Reason::HttpsRequired, "https_required", 403),
+            (Reason::JwtMissing, "jwt_missing", 401),
+            (Reason::JwtMalformed, "jwt_malformed", 401),
+            (Reason::JwtBadSignature, "jwt_bad_signature", 401),
+            (Reason::JwtExpired, "jwt_expired", 401),
+            (Reason::JwtNotYetValid, "jwt_not_yet_valid", 401),
+            (Reason::JwtIssuer, "jwt_issuer", 401),
+            (Reason::JwtAudience, "jwt_audience", 401),
+            (Reason::JwtUnknownKid, "jwt_unknown_kid", 401),
+            (Reason::JwtAlgNotAllowed, "jwt_alg_not_allowed", 401),
+            (Reason::JwksUnavailable, "jwks_unavailable", 401),
+            (Reason::InsufficientScope, "insufficient_scope", 403),
+            (Reason::ApiKeyMissing, "api_key_missing", 401),
+            (Reason::ApiKeyUnknown, "api_key_unknown", 401),
+            (Reason::ApiKeyExpired, "api_key_expired", 401),
+            (Reason::RateLimited, "rate_limited", 429),
+            (Reason::RateLimitUnavailable, "rate_limit_unavailable", 429),
+            (Reason::BodyTooLarge, "body_too_large", 413),
+            (Reason::MediaType, "media_type", 415),
+            (Reason::BodyInvalid, "body_invalid", 400),
+            (Reason::BodySchema, "body_schema", 400),
+            (Reason::ThreatSqli, "threat_sqli", 403),
+            (Reason::ThreatXss, "threat_xss", 403),
+            (Reason::ThreatTraversal, "threat_traversal", 403),
+            (Reason::ThreatScanLimit, "threat_scan_limit", 413),
+            (Reason::IpDenied, "ip_denied", 403),
+            (Reason::PathInvalid, "path_invalid", 400),
+            (Reason::MethodNotAllowed, "method_not_allowed", 405),
+            (Reason::NoRule, "no_rule", 404),
+            (Reason::ClientIpUnknown, "client_ip_unknown", 403),
+        ];
+        assert_eq!(Reason::ALL.len(), expected.len());
+        for (reason, (want, code, status)) in Reason::ALL.into_iter().zip(expected) {
+            assert_eq!(reason, want);
+            assert_eq!(reason.code(), code);
+            assert_eq!(reason.status(), status);
+        }
+        let distinct: std::collections::HashSet<_> = Reason::ALL.into_iter().collect();
+        assert_eq!(distinct.len(), Reason::ALL.len());
     }
 
     #[test]

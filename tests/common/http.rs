@@ -1,11 +1,6 @@
 //! A small HTTP/1.1 client over a raw socket, so tests control every byte they send
 //! (duplicate or oversized headers, odd encodings, slow bodies).
-#![allow(
-    dead_code,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing
-)]
+#![allow(dead_code)]
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::TcpStream;

@@ -3,13 +3,7 @@
 //! what it received. A test that fails prints Envoy's log.
 //!
 //! Nothing is mocked: a missing Envoy or module is a failure with instructions, never a skip.
-#![allow(
-    dead_code,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+#![allow(dead_code)]
 
 pub mod http;
 pub mod rls;

@@ -1,12 +1,7 @@
 //! The upstream behind Envoy in tests: answers every request with a JSON report of what it
 //! received, plus headers that reveal a server stack (which api-guard must strip).
 //! A request header `x-test-upstream-header: name=value` adds a response header.
-#![allow(
-    dead_code,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing
-)]
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};

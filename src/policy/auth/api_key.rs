@@ -148,7 +148,7 @@ fn invalid(reason: Reason, detail: &str) -> Credential {
 mod tests {
     use super::*;
     use crate::config::compile;
-    use crate::policy::testing::MemoryHost;
+    use crate::policy::testing::{headers, MemoryHost};
     use crate::policy::{Decision, Verdict};
 
     fn sha(key: &str) -> String {
@@ -183,13 +183,9 @@ mod tests {
 
     fn decide_at(now: u64, path: &str, extra: &[(&str, &str)]) -> Decision {
         let policy = compile(config().as_bytes()).unwrap();
-        let mut headers = vec![
-            (":method".to_string(), "GET".to_string()),
-            (":path".to_string(), path.to_string()),
-            (":authority".to_string(), "api".to_string()),
-        ];
-        headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let request = Request::new(&headers, Some("198.51.100.9:1234"));
+        let mut h = headers(&[(":method", "GET"), (":path", path), (":authority", "api")]);
+        h.extend(headers(extra));
+        let request = Request::new(&h, Some("198.51.100.9:1234"));
         policy.evaluate(&request, &MemoryHost::at(now))
     }
 
@@ -289,10 +285,7 @@ mod tests {
             sha("k")
         );
         let policy = compile(config.as_bytes()).unwrap();
-        let headers = vec![
-            (":path".to_string(), "/".to_string()),
-            ("x-api-key".to_string(), "k".to_string()),
-        ];
+        let headers = headers(&[(":path", "/"), ("x-api-key", "k")]);
         let d = policy.evaluate(&Request::new(&headers, None), &MemoryHost::default());
         assert_eq!(d.verdict, Verdict::Allow);
         assert!(!d.upstream_remove.contains(&"x-api-key".to_string()));

@@ -59,11 +59,6 @@ impl MediaType {
         })
     }
 
-    /// `application/x-www-form-urlencoded`.
-    pub fn is_form(&self) -> bool {
-        self.kind == "application" && self.subtype == "x-www-form-urlencoded"
-    }
-
     /// `application/json` or any `+json` structured syntax suffix (RFC 6839).
     pub fn is_json(&self) -> bool {
         (self.kind == "application" && self.subtype == "json") || self.subtype.ends_with("+json")
@@ -116,6 +111,7 @@ impl MediaRange {
         }
     }
 
+    #[cfg(test)]
     pub fn as_string(&self) -> String {
         format!("{}/{}", self.kind, self.subtype.as_deref().unwrap_or("*"))
     }

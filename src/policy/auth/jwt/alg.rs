@@ -94,6 +94,7 @@ impl Alg {
     }
 
     /// Whether the host's native `verify_signature` can check it (RSA PKCS#1 v1.5, ECDSA).
+    #[cfg(test)]
     pub fn native_capable(self) -> bool {
         matches!(
             self.key_kind(),
@@ -116,13 +117,6 @@ impl Alg {
             HashAlg::Sha384 => 48,
             HashAlg::Sha512 => 64,
         }
-    }
-}
-
-impl KeyKind {
-    /// The algorithms a key of this kind can verify.
-    pub fn algorithms(self) -> impl Iterator<Item = Alg> {
-        Alg::ALL.into_iter().filter(move |a| a.key_kind() == self)
     }
 }
 

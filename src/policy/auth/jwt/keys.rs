@@ -201,6 +201,7 @@ impl KeySet {
     }
 
     /// The key kinds present.
+    #[cfg(test)]
     pub fn kinds(&self) -> Vec<KeyKind> {
         let mut kinds: Vec<KeyKind> = Vec::new();
         for key in &self.keys {

@@ -1,13 +1,7 @@
 //! Test-only token minting with the committed test keys (tests/data/jwt, generated offline by
 //! generate.py there). Used by the unit tests and, through `#[path]`, by tests/jwt.rs; it
 //! depends on external crates only. Never built into the module.
-#![allow(
-    dead_code,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+#![allow(dead_code)]
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;

@@ -129,6 +129,7 @@ impl ProviderState {
         *lock(&self.loaded_cas) = Some(cas);
     }
 
+    #[cfg(test)]
     pub fn unknown_kid_seen(&self) -> bool {
         self.unknown_kid.load(Ordering::Relaxed)
     }
@@ -321,7 +322,7 @@ impl Provider {
         let valid = candidates
             .iter()
             .take(MAX_KEYS_TRIED)
-            .any(|key| verify::verify(parsed.alg, key, input, &parsed.signature, host).0);
+            .any(|key| verify::verify(parsed.alg, key, input, &parsed.signature, host));
         if !valid {
             return Err((Reason::JwtBadSignature, "the token signature is invalid"));
         }

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::mint::{self, b64};
 use crate::config::compile;
-use crate::policy::testing::MemoryHost;
+use crate::policy::testing::{headers, MemoryHost};
 use crate::policy::{Decision, HashAlg, Host, NativeVerify, Policy, Request, SharedWrite, Verdict};
 
 const ISS: &str = "https://idp.test";
@@ -46,14 +46,11 @@ fn header(alg: &str) -> Value {
 }
 
 fn request_with(policy: &Policy, pairs: &[(&str, &str)], host: &dyn Host) -> Decision {
-    let mut h: Vec<(String, String)> = vec![
-        (":method".into(), "GET".into()),
-        (":authority".into(), "api.test".into()),
-    ];
+    let mut h = headers(&[(":method", "GET"), (":authority", "api.test")]);
     if !pairs.iter().any(|(k, _)| *k == ":path") {
         h.push((":path".into(), "/api/orders".into()));
     }
-    h.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    h.extend(headers(pairs));
     policy.evaluate(&Request::new(&h, Some("192.0.2.1:1234")), host)
 }
 
@@ -603,13 +600,7 @@ fn cors_preflight_authenticates_unless_allowed_and_bodiless() {
         ("access-control-request-method", "POST"),
         ("authorization", "Bearer forged"),
     ];
-    let to_vec = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    };
-    let hv = to_vec(&preflight);
+    let hv = headers(&preflight);
     let evaluate = |policy: &Policy, h: &[(String, String)]| {
         policy.evaluate(&Request::new(h, None), &MemoryHost::at(NOW))
     };
@@ -643,7 +634,7 @@ fn cors_preflight_authenticates_unless_allowed_and_bodiless() {
         // An OPTIONS without the preflight headers is authenticated (the forged query token).
         assert_eq!(reason(&evaluate(&policy, &hv[..2])), "jwt_malformed");
         // A "preflight" with a body is not one a browser sends: authenticated.
-        let mut with_body = to_vec(&preflight[..4]);
+        let mut with_body = headers(&preflight[..4]);
         with_body.push(("content-length".into(), "5".into()));
         assert_eq!(reason(&evaluate(&policy, &with_body)), "jwt_malformed");
         let streamed = Request::new(&hv[..4], None).with_end_of_stream(false);
