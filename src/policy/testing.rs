@@ -64,3 +64,11 @@ impl Host for MemoryHost {
         NativeVerify::Unavailable
     }
 }
+
+/// Request headers from name/value pairs, as a shell hands them to the core.
+pub fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
+}

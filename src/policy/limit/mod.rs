@@ -4,6 +4,7 @@
 //! - [`gcra`]: the bucket arithmetic, pure integers;
 //! - [`table`]: the slot table over [`Host::shared_get`]/[`Host::shared_set`] with CAS.
 
+pub mod flow;
 pub mod gcra;
 pub mod global;
 pub mod table;

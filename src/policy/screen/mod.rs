@@ -103,25 +103,6 @@ fn check_screenable_body(request: &Request) -> Result<(), Denial> {
     Ok(())
 }
 
-impl super::Policy {
-    /// Stage 2 of `run_checks`.
-    pub(crate) fn screen(
-        &self,
-        request: &Request,
-        rule: Option<&Rule>,
-        decision: &mut Decision,
-    ) -> Result<(), Denial> {
-        if !self.ip.is_empty() || rule.is_some_and(|r| !r.ip.is_empty()) {
-            let client = self.client_ip.resolve(request);
-            check_ip(&self.ip, rule.map(|r| &r.ip), client)?;
-        }
-        match rule {
-            Some(rule) => check_threats(rule, request, self.threat_scan_max_bytes, decision),
-            None => Ok(()),
-        }
-    }
-}
-
 /// The log line of a detection in log mode (never the matched input).
 pub fn logged_line(decision: &Decision, reason: Reason, method: &str, path: &str) -> String {
     let path = path.split(['?', '#']).next().unwrap_or("");
