@@ -137,11 +137,9 @@ impl Context for Filter {
         } else {
             None
         };
-        let request = Request::with_lazy_source(&waiting.headers, &waiting.source)
-            .with_end_of_stream(waiting.end_of_stream);
         let decision = self
             .policy
-            .finish_global(&request, waiting.decision, answer, &EnvoyHost);
+            .finish_global(waiting.decision, answer, &EnvoyHost);
         let action = self.proceed(
             waiting.headers,
             waiting.source,
@@ -202,9 +200,7 @@ impl HttpContext for Filter {
                 }
                 Err(status) => {
                     warn_once_call_failed(&call.cluster, status);
-                    decision = self
-                        .policy
-                        .finish_global(&request, decision, None, &EnvoyHost);
+                    decision = self.policy.finish_global(decision, None, &EnvoyHost);
                 }
             }
         }
@@ -358,7 +354,7 @@ impl Filter {
         let request =
             Request::with_lazy_source(&pending.headers, &pending.source).with_end_of_stream(false);
         let mut decision = if overflow {
-            self.policy.body_overflow(&request, &pending.decision)
+            self.policy.body_overflow(&pending.decision)
         } else if buffering {
             let body = self
                 .get_http_request_body(0, buffered_size)

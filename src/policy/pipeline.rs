@@ -18,21 +18,26 @@ use super::{
 };
 
 impl Policy {
-    /// The rule deciding the request, if any (see [`Policy::select`]).
-    pub fn rule_for(&self, request: &Request) -> Option<&Rule> {
-        self.select(request).rule()
+    /// The rule a decision was made under (selected once, by [`Policy::evaluate`]).
+    pub fn rule_of(&self, decision: &Decision) -> Option<&Rule> {
+        decision.rule_index.and_then(|index| self.rules.get(index))
     }
 
     /// Which rule applies: the first whose canonical path and method match. A rule whose
     /// path matches but whose methods do not ends the search when its `other_methods` is
     /// `deny`. The canonical path is computed once here, for every rule.
     pub fn select(&self, request: &Request) -> Selection<'_> {
+        self.select_indexed(request).0
+    }
+
+    /// [`Policy::select`], with the index of the selection's rule in `rules`.
+    fn select_indexed(&self, request: &Request) -> (Selection<'_>, Option<usize>) {
         if self.rules.is_empty() {
-            return Selection::NoRule;
+            return (Selection::NoRule, None);
         }
         let path = match path::canonical_path(request.path_without_query()) {
             Ok(path) => path,
-            Err(refusal) => return Selection::InvalidPath(refusal),
+            Err(refusal) => return (Selection::InvalidPath(refusal), None),
         };
         let mut lower: Option<String> = None;
         // A CORS preflight asks about the method it names: the rule of that method decides
@@ -44,7 +49,7 @@ impl Policy {
         } else {
             request.method()
         };
-        for rule in &self.rules {
+        for (index, rule) in self.rules.iter().enumerate() {
             let path_ok = if rule.matcher.ignore_case {
                 let lower = lower.get_or_insert_with(|| path.to_ascii_lowercase());
                 rule.matcher.matches_path(lower)
@@ -55,21 +60,22 @@ impl Policy {
                 continue;
             }
             if rule.matcher.matches_method(method) {
-                return Selection::Rule(rule);
+                return (Selection::Rule(rule), Some(index));
             }
             if rule.other_methods == OtherMethods::Deny {
-                return Selection::MethodNotAllowed(rule);
+                return (Selection::MethodNotAllowed(rule), Some(index));
             }
         }
-        Selection::NoRule
+        (Selection::NoRule, None)
     }
 
     /// Decides what happens to a request, from its headers.
     pub fn evaluate(&self, request: &Request, host: &dyn Host) -> Decision {
-        let selection = self.select(request);
+        let (selection, rule_index) = self.select_indexed(request);
         let rule = selection.rule();
         let mode = self.mode_for(rule);
         let mut decision = Decision::allow(rule.map(|r| r.name.clone()));
+        decision.rule_index = rule_index;
         // The client is the authenticated identity; an address-based one is resolved only
         // where it is used (rate limits here, log lines in `resolve_client`).
         decision.upstream_remove = harden::spoofed_headers(&self.owned_request_headers, request);
@@ -280,7 +286,6 @@ impl Policy {
     /// time), for a request whose header decision carried a global call.
     pub fn finish_global(
         &self,
-        request: &Request,
         mut decision: Decision,
         answer: Option<limit::global::Answer>,
         host: &dyn Host,
@@ -307,7 +312,8 @@ impl Policy {
         if let Some(denial) = settled.denial {
             decision.verdict = Verdict::Deny(denial);
         }
-        mark_dry_run(&mut decision, self.mode_for(self.rule_for(request)));
+        let mode = self.mode_for(self.rule_of(&decision));
+        mark_dry_run(&mut decision, mode);
         decision
     }
 
@@ -351,7 +357,7 @@ impl Policy {
         if header.verdict != Verdict::Allow {
             return BodyPlan::Skip;
         }
-        let Some(rule) = self.rule_for(request) else {
+        let Some(rule) = self.rule_of(header) else {
             return BodyPlan::Skip;
         };
         match &rule.body {
@@ -375,7 +381,7 @@ impl Policy {
     /// Stage 5 once the whole body has arrived: the final decision for the request,
     /// carrying over the header decision's rule, client and notes.
     pub fn evaluate_body(&self, request: &Request, body: &[u8], header: &Decision) -> Decision {
-        let rule = self.rule_for(request);
+        let rule = self.rule_of(header);
         let mut decision = body_decision(header);
         if let Some(rule) = rule {
             if let Err(denial) = self.check_body(rule, request, body, header, &mut decision) {
@@ -419,8 +425,8 @@ impl Policy {
     }
 
     /// Stage 5 for a body that passed `max_bytes` while it streamed in.
-    pub fn body_overflow(&self, request: &Request, header: &Decision) -> Decision {
-        let rule = self.rule_for(request);
+    pub fn body_overflow(&self, header: &Decision) -> Decision {
+        let rule = self.rule_of(header);
         let mut decision = body_decision(header);
         if let Some(rule) = rule {
             match &rule.body {
@@ -466,6 +472,7 @@ fn screens_body(rule: &Rule, request: &Request) -> bool {
 
 fn body_decision(header: &Decision) -> Decision {
     let mut decision = Decision::allow(header.rule.clone());
+    decision.rule_index = header.rule_index;
     decision.client = header.client.clone();
     decision.logged = header.logged.clone();
     decision.threat_scan_used = header.threat_scan_used;
@@ -526,7 +533,7 @@ mod tests {
         assert_eq!(first.verdict, Verdict::Allow);
         let call = first.global_call.clone().unwrap();
         assert_eq!((call.cluster.as_str(), call.policy), ("rls", 0));
-        let ok = policy.finish_global(&request, first, Some(global_answer(false, 1, 40)), &host);
+        let ok = policy.finish_global(first, Some(global_answer(false, 1, 40)), &host);
         assert_eq!(ok.verdict, Verdict::Allow);
         assert_eq!(ok.global_outcome, Some(GlobalOutcome::Ok));
         assert!(ok
@@ -536,7 +543,7 @@ mod tests {
 
         // The service says over: a 429, and a hold until its reset.
         let second = policy.evaluate(&request, &host);
-        let over = policy.finish_global(&request, second, Some(global_answer(true, 0, 30)), &host);
+        let over = policy.finish_global(second, Some(global_answer(true, 0, 30)), &host);
         assert_eq!(over.global_outcome, Some(GlobalOutcome::OverLimit));
         let denial = over.enforced_denial().unwrap();
         assert_eq!((denial.status, denial.reason), (429, Reason::RateLimited));
@@ -594,7 +601,7 @@ mod tests {
             let h = headers(&GET);
             let request = Request::new(&h, Some("203.0.113.7:4242"));
             let pending = policy.evaluate(&request, &host);
-            let decision = policy.finish_global(&request, pending, None, &host);
+            let decision = policy.finish_global(pending, None, &host);
             assert_eq!(decision.global_outcome, Some(outcome));
             assert_eq!(
                 decision.enforced_denial().is_some(),
@@ -624,8 +631,7 @@ mod tests {
         let h = headers(&GET);
         let request = Request::new(&h, Some("203.0.113.7:4242"));
         let pending = policy.evaluate(&request, &host);
-        let decision =
-            policy.finish_global(&request, pending, Some(global_answer(true, 0, 5)), &host);
+        let decision = policy.finish_global(pending, Some(global_answer(true, 0, 5)), &host);
         assert!(decision.dry_run);
         assert_eq!(decision.action(), "dry_run");
         assert!(decision.enforced_denial().is_none());

@@ -327,6 +327,9 @@ pub enum Verdict {
 pub struct Decision {
     /// Name of the matched rule, if any.
     pub rule: Option<String>,
+    /// The matched rule, by index into `Policy::rules`: selected once by the header stage,
+    /// carried to the body stage and the global rate limit's answer.
+    pub rule_index: Option<usize>,
     pub verdict: Verdict,
     /// True when the verdict comes from a rule or policy in `dry_run`: logged and counted,
     /// never enforced.
@@ -355,6 +358,7 @@ impl Decision {
     pub fn allow(rule: Option<String>) -> Self {
         Decision {
             rule,
+            rule_index: None,
             verdict: Verdict::Allow,
             dry_run: false,
             client: None,

@@ -367,7 +367,7 @@ mod tests {
         let request = Request::new(&h, Some("1.2.3.4:1")).with_end_of_stream(false);
         let header = policy.evaluate(&request, &host);
         assert_eq!(
-            policy.body_overflow(&request, &header).reason_code(),
+            policy.body_overflow(&header).reason_code(),
             "threat_scan_limit"
         );
         // `log` without a `body` block leaves bodies alone, and with one lets bodies other
