@@ -4,6 +4,7 @@
 pub mod json;
 pub mod media;
 pub mod multipart;
+pub mod progress;
 pub mod schema;
 
 use serde_json::Value;
@@ -12,6 +13,7 @@ use super::screen::ThreatMode;
 use super::{Denial, Reason, Request};
 
 pub use media::{MediaRange, MediaType};
+pub use progress::{BodyProgress, BodyStep};
 pub use schema::Schema;
 
 /// `max_bytes` when a `body` block leaves it out: Envoy's default buffer limit.
