@@ -189,6 +189,7 @@ impl BodyRules {
 #[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
+    use crate::policy::testing::headers as h;
     use serde_json::json;
 
     fn rules(content_types: &[&str], schema: Option<Value>) -> BodyRules {
@@ -205,13 +206,6 @@ mod tests {
 
     fn request<'a>(headers: &'a [(String, String)], eos: bool) -> Request<'a> {
         Request::new(headers, None).with_end_of_stream(eos)
-    }
-
-    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
     }
 
     fn code(result: Result<(), Denial>) -> &'static str {

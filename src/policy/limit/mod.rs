@@ -269,7 +269,7 @@ mod tests {
                 (":method".to_string(), "GET".to_string()),
                 (":path".to_string(), path.to_string()),
             ];
-            h.extend(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            h.extend(crate::policy::testing::headers(headers));
             p.evaluate(&Request::new(&h, Some(peer)), host)
         }
 

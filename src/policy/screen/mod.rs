@@ -128,10 +128,7 @@ mod tests {
 
     fn decide(config: &str, pairs: &[(&str, &str)], peer: &str) -> Decision {
         let policy = compile(config.as_bytes()).unwrap();
-        let h: Vec<(String, String)> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let h = crate::policy::testing::headers(pairs);
         policy.evaluate(&Request::new(&h, Some(peer)), &MemoryHost::default())
     }
 
@@ -293,7 +290,7 @@ mod tests {
                 (":method".to_string(), "POST".to_string()),
                 (":path".to_string(), path.to_string()),
             ];
-            h.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            h.extend(crate::policy::testing::headers(extra));
             h
         };
         let run = |path: &str, extra: &[(&str, &str)], body: &[u8]| {
