@@ -6,7 +6,8 @@
 //! Before a call, two local checks refuse what the service would refuse anyway, without a
 //! call: the client's local bucket (same shape as the policy: one replica can never admit
 //! more than the whole limit), and a hold set when the service last said `OVER_LIMIT`, until
-//! the reset time it gave.
+//! the reset time it gave. That flow of a request is in [`super::flow`]; this file holds the
+//! protocol and what an answer means.
 
 use std::time::Duration;
 
