@@ -5,7 +5,7 @@
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
-use crate::policy::limit::global::GlobalOutcome;
+use crate::policy::GlobalOutcome;
 use crate::policy::{Decision, Reason};
 
 pub struct Metrics {

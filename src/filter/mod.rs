@@ -14,7 +14,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, Status};
 
 use crate::config;
-use crate::policy::body::BodyPlan;
+use crate::policy::body::{BodyPlan, BodyProgress, BodyStep};
 use crate::policy::limit::global;
 use crate::policy::{Decision, HeaderAction, LogDecisions, Policy, Request, SourceAddress};
 
@@ -89,8 +89,7 @@ impl RootContext for Root {
             metrics,
             denied_locally: false,
             response_headers: Vec::new(),
-            body: None,
-            waiting: None,
+            pending: None,
         }))
     }
 
@@ -106,27 +105,48 @@ struct Filter {
     denied_locally: bool,
     /// Added to the upstream's response (rate-limit quota fields).
     response_headers: Vec<(String, String)>,
-    /// A request whose body the core still has to see (stage 5).
-    body: Option<PendingBody>,
-    /// A request waiting for the rate limit service.
-    waiting: Option<Waiting>,
+    /// A request the core has not finished deciding.
+    pending: Option<Pending>,
 }
 
-/// What the body stage needs from the headers stage.
-struct PendingBody {
+/// What the filter keeps of a request between callbacks: its headers and the header
+/// decision, while it waits for the rate limit service or for its body.
+struct Pending {
     headers: Vec<(String, String)>,
     source: SourceAddress,
-    /// The header decision (allowed), recorded only once the body is decided.
+    end_of_stream: bool,
+    /// The header decision; once allowed, recorded only when the body is decided.
     decision: Decision,
-    plan: BodyPlan,
-    /// Bytes seen so far.
-    seen: u64,
-    done: bool,
+    waiting_for: WaitingFor,
+}
+
+enum WaitingFor {
+    /// The rate limit service's answer.
+    GlobalLimit,
+    /// The body (stage 5), counted or buffered by the core's plan.
+    Body(BodyProgress),
+}
+
+/// What follows a header decision once its changes towards the upstream are made.
+enum Next {
+    /// Decided: answer or let the request on.
+    Done(Action),
+    /// The body must be seen first.
+    Body(Decision, BodyPlan),
 }
 
 impl Context for Filter {
     fn on_grpc_call_response(&mut self, _token_id: u32, status_code: u32, response_size: usize) {
-        let Some(waiting) = self.waiting.take() else {
+        let Some(Pending {
+            headers,
+            source,
+            end_of_stream,
+            decision,
+            ..
+        }) = self
+            .pending
+            .take_if(|p| matches!(p.waiting_for, WaitingFor::GlobalLimit))
+        else {
             return;
         };
         // Any gRPC status but OK (unavailable, deadline exceeded, unknown cluster...) or an
@@ -137,29 +157,15 @@ impl Context for Filter {
         } else {
             None
         };
-        let request = Request::with_lazy_source(&waiting.headers, &waiting.source)
-            .with_end_of_stream(waiting.end_of_stream);
-        let decision = self
-            .policy
-            .finish_global(&request, waiting.decision, answer, &EnvoyHost);
-        let action = self.proceed(
-            waiting.headers,
-            waiting.source,
-            decision,
-            waiting.end_of_stream,
-        );
+        let decision = self.policy.finish_global(decision, answer, &EnvoyHost);
+        let request =
+            Request::with_lazy_source(&headers, &source).with_end_of_stream(end_of_stream);
+        let next = self.proceed(&request, decision);
+        let action = self.follow(next, headers, source, end_of_stream);
         if action == Action::Continue {
             self.resume_http_request();
         }
     }
-}
-
-/// A request paused while the rate limit service decides.
-struct Waiting {
-    headers: Vec<(String, String)>,
-    source: SourceAddress,
-    decision: Decision,
-    end_of_stream: bool,
 }
 
 /// A call that Envoy refuses to start (most often: no such cluster) is a configuration
@@ -192,78 +198,53 @@ impl HttpContext for Filter {
                 call.timeout,
             ) {
                 Ok(_token) => {
-                    self.waiting = Some(Waiting {
+                    self.pending = Some(Pending {
                         headers,
                         source,
-                        decision,
                         end_of_stream,
+                        decision,
+                        waiting_for: WaitingFor::GlobalLimit,
                     });
                     return Action::Pause;
                 }
                 Err(status) => {
                     warn_once_call_failed(&call.cluster, status);
-                    decision = self
-                        .policy
-                        .finish_global(&request, decision, None, &EnvoyHost);
+                    decision = self.policy.finish_global(decision, None, &EnvoyHost);
                 }
             }
         }
-        self.proceed(headers, source, decision, end_of_stream)
+        let next = self.proceed(&request, decision);
+        self.follow(next, headers, source, end_of_stream)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let Some(pending) = self.body.as_mut() else {
-            return Action::Continue;
-        };
-        if pending.done {
-            return Action::Continue;
-        }
-        let size = u64::try_from(body_size).unwrap_or(u64::MAX);
-        let (max_bytes, buffering) = match pending.plan {
-            BodyPlan::Skip => return Action::Continue,
-            BodyPlan::Count { max_bytes } => {
-                // Streamed chunks are handed over one by one: `body_size` is this chunk.
-                pending.seen = pending.seen.saturating_add(size);
-                (max_bytes, false)
+        match self.body_progress() {
+            Some(body) => {
+                let step = body.on_body(body_size, end_of_stream);
+                self.take_body_step(step)
             }
-            BodyPlan::Buffer { max_bytes } => {
-                // While we pause, Envoy buffers: `body_size` is everything so far.
-                pending.seen = size;
-                (max_bytes, true)
-            }
-        };
-        let overflow = pending.seen > max_bytes;
-        if !overflow && !end_of_stream {
-            return if buffering {
-                Action::Pause
-            } else {
-                Action::Continue
-            };
+            None => Action::Continue,
         }
-        self.finish_body(overflow, buffering, body_size)
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         // A body that ends with trailers (HTTP/2, gRPC) never has `end_of_stream` set on a
         // body callback: decide it here, or the buffered body would go on unchecked.
-        let Some(pending) = self.body.as_ref() else {
-            return Action::Continue;
-        };
-        if pending.done {
-            return Action::Continue;
+        match self.body_progress() {
+            Some(body) => {
+                let step = body.on_trailers();
+                self.take_body_step(step)
+            }
+            None => Action::Continue,
         }
-        let buffering = matches!(pending.plan, BodyPlan::Buffer { .. });
-        let size = usize::try_from(pending.seen).unwrap_or(usize::MAX);
-        self.finish_body(false, buffering, size)
     }
 
     fn on_log(&mut self) {
         // A request that ended before its body was decided is recorded as its headers were.
-        if let Some(pending) = self.body.take() {
-            if !pending.done {
+        if let Some(mut pending) = self.pending.take() {
+            if matches!(&pending.waiting_for, WaitingFor::Body(body) if !body.is_decided()) {
                 let request = Request::with_lazy_source(&pending.headers, &pending.source);
-                let mut decision = pending.decision;
-                self.record(&mut decision, &request);
+                self.record(&mut pending.decision, &request);
             }
         }
     }
@@ -311,18 +292,10 @@ impl HttpContext for Filter {
 }
 
 impl Filter {
-    /// Applies a header decision: header changes towards the upstream, then either waits
-    /// for the body (stage 5) or records the decision and answers or lets the request on.
-    fn proceed(
-        &mut self,
-        headers: Vec<(String, String)>,
-        source: SourceAddress,
-        mut decision: Decision,
-        end_of_stream: bool,
-    ) -> Action {
-        let request =
-            Request::with_lazy_source(&headers, &source).with_end_of_stream(end_of_stream);
-        let plan = self.policy.body_plan(&request, &decision);
+    /// Applies a header decision: header changes towards the upstream, then either the
+    /// body to wait for (stage 5) or the decision recorded and answered or let on.
+    fn proceed(&mut self, request: &Request, mut decision: Decision) -> Next {
+        let plan = self.policy.body_plan(request, &decision);
         for name in &decision.upstream_remove {
             self.set_http_request_header(name, None);
         }
@@ -330,46 +303,72 @@ impl Filter {
             self.set_http_request_header(name, Some(value));
         }
         if plan != BodyPlan::Skip {
-            // Recorded once the body is decided. The headers go on: with the proxy-wasm ABI
-            // 0.2, pausing them would stop Envoy from handing us the body at all
-            // (StopAllIterationAndWatermark). The upstream gets no body byte of a buffered
-            // body before it passed; a denial resets the upstream request.
-            self.body = Some(PendingBody {
-                headers,
-                source,
-                decision,
-                plan,
-                seen: 0,
-                done: false,
-            });
-            return Action::Continue;
+            return Next::Body(decision, plan);
         }
-        self.record(&mut decision, &request);
-        self.apply(&decision)
+        self.record(&mut decision, request);
+        Next::Done(self.apply(&decision))
     }
 
-    /// Decides a body that is complete (`buffered_size` bytes held by Envoy when
-    /// buffering) or that passed its bound, records the decision and applies it.
-    fn finish_body(&mut self, overflow: bool, buffering: bool, buffered_size: usize) -> Action {
-        let Some(mut pending) = self.body.take() else {
+    /// Does what [`Filter::proceed`] said. A request whose body the core must see is kept,
+    /// and recorded once the body is decided. The headers go on: with the proxy-wasm ABI
+    /// 0.2, pausing them would stop Envoy from handing us the body at all
+    /// (StopAllIterationAndWatermark). The upstream gets no body byte of a buffered body
+    /// before it passed; a denial resets the upstream request.
+    fn follow(
+        &mut self,
+        next: Next,
+        headers: Vec<(String, String)>,
+        source: SourceAddress,
+        end_of_stream: bool,
+    ) -> Action {
+        let (decision, plan) = match next {
+            Next::Done(action) => return action,
+            Next::Body(decision, plan) => (decision, plan),
+        };
+        self.pending = Some(Pending {
+            headers,
+            source,
+            end_of_stream,
+            decision,
+            waiting_for: WaitingFor::Body(BodyProgress::new(plan)),
+        });
+        Action::Continue
+    }
+
+    /// The body being counted or buffered, if any.
+    fn body_progress(&mut self) -> Option<&mut BodyProgress> {
+        match self.pending.as_mut().map(|p| &mut p.waiting_for) {
+            Some(WaitingFor::Body(body)) => Some(body),
+            _ => None,
+        }
+    }
+
+    /// Does what the core's body bookkeeping answered: once the body is complete (its
+    /// buffered bytes checked) or past its bound, records the decision and applies it.
+    fn take_body_step(&mut self, step: BodyStep) -> Action {
+        match step {
+            BodyStep::Continue => return Action::Continue,
+            BodyStep::Pause => return Action::Pause,
+            BodyStep::Overflow | BodyStep::Complete { .. } => {}
+        }
+        let Some(pending) = self.pending.take() else {
             return Action::Continue;
         };
-        pending.done = true;
-        let request =
-            Request::with_lazy_source(&pending.headers, &pending.source).with_end_of_stream(false);
-        let mut decision = if overflow {
-            self.policy.body_overflow(&request, &pending.decision)
-        } else if buffering {
-            let body = self
-                .get_http_request_body(0, buffered_size)
-                .unwrap_or_default();
-            self.policy
-                .evaluate_body(&request, &body, &pending.decision)
-        } else {
-            pending.decision.clone()
+        let request = Request::with_lazy_source(&pending.headers, &pending.source)
+            .with_end_of_stream(pending.end_of_stream);
+        let mut decision = match step {
+            BodyStep::Overflow => self.policy.body_overflow(&pending.decision),
+            BodyStep::Complete {
+                buffered: Some(size),
+            } => {
+                let body = self.get_http_request_body(0, size).unwrap_or_default();
+                self.policy
+                    .evaluate_body(&request, &body, &pending.decision)
+            }
+            _ => pending.decision.clone(),
         };
         self.record(&mut decision, &request);
-        self.body = Some(pending);
+        self.pending = Some(pending);
         // The headers have gone on already: a dry-run body denial is recorded (metrics, log,
         // filter state) but cannot add its header towards the upstream.
         self.apply(&decision)

@@ -1,7 +1,10 @@
 //! Response header hardening (OWASP Secure Headers Project values), stack-revealing header
-//! removal, and the `require_https` check.
+//! removal, the `require_https` check, and the request headers api-guard owns towards the
+//! upstream (removed from requests in every spelling an upstream folds together).
 
 use serde::Deserialize;
+
+use super::{Denial, Reason, Request};
 
 /// A preset of response security headers.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -176,6 +179,139 @@ impl Default for Hardening {
     fn default() -> Self {
         Hardening::new(Profile::Api, Vec::new(), None, HttpsPolicy::Off)
     }
+}
+
+/// Header prefix that api-guard owns towards the upstream; incoming copies are always removed.
+pub const OWNED_HEADER_PREFIX: &str = "x-api-guard-";
+/// Set towards the upstream when a dry-run policy would have denied the request.
+pub const DRY_RUN_HEADER: &str = "x-api-guard-dry-run";
+
+/// A header name as an upstream may read it: any case, `_` and `-` alike (CGI, WSGI, Rack and
+/// PHP turn both into `HTTP_X_NAME`).
+fn fold_header_byte(b: u8) -> u8 {
+    if b == b'_' {
+        b'-'
+    } else {
+        b.to_ascii_lowercase()
+    }
+}
+
+/// Whether two header names are one to an upstream that folds case and `_`/`-`.
+pub(crate) fn same_header_name(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .all(|(x, y)| fold_header_byte(x) == fold_header_byte(y))
+}
+
+/// Whether a header name starts with `prefix` to an upstream that folds case and `_`/`-`.
+pub(crate) fn header_name_starts_with(name: &str, prefix: &str) -> bool {
+    name.get(..prefix.len())
+        .is_some_and(|head| same_header_name(head, prefix))
+}
+
+/// Every request header an upstream would read as one of `names` (any case, `_` for `-`),
+/// that `names` does not list already.
+pub(crate) fn other_spellings(request: &Request, names: &[String]) -> Vec<String> {
+    let mut extra: Vec<String> = Vec::new();
+    for (name, _) in request.headers() {
+        if name.starts_with(':') || names.contains(name) || extra.contains(name) {
+            continue;
+        }
+        if names.iter().any(|n| same_header_name(n, name)) {
+            extra.push(name.clone());
+        }
+    }
+    extra
+}
+
+/// Incoming request headers that api-guard owns towards the upstream (its own prefix and
+/// `owned`), in every spelling an upstream may fold into one of them (`x_jwt_sub` is
+/// `HTTP_X_JWT_SUB` to a WSGI or CGI upstream, as `x-jwt-sub` is).
+pub(crate) fn spoofed_headers(owned: &[String], request: &Request) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for (name, _) in request.headers() {
+        let is_owned = header_name_starts_with(name, OWNED_HEADER_PREFIX)
+            || owned.iter().any(|h| same_header_name(h, name));
+        if is_owned && !names.iter().any(|n| n == name) {
+            names.push(name.clone());
+        }
+    }
+    names
+}
+
+/// `require_https`: a plain-HTTP request is refused (403), or redirected (308) to its
+/// HTTPS address when its authority is one to redirect to.
+pub(crate) fn check_https(require: HttpsPolicy, request: &Request) -> Result<(), Denial> {
+    if require == HttpsPolicy::Off {
+        return Ok(());
+    }
+    // Envoy sets x-forwarded-proto from the downstream connection at the edge; a request
+    // without it, or with several values, is treated as plain HTTP.
+    let https = request
+        .header("x-forwarded-proto")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
+    if https {
+        return Ok(());
+    }
+    let denial =
+        Denial::new(Reason::HttpsRequired).with_detail("this API is served over HTTPS only");
+    // The Host is the client's: redirect only to an authority that is one (a host name
+    // or IP, an optional port), never to `evil.example/x`, `a@b` or a header-splitting
+    // value; anything else gets the plain 403.
+    let path = request.path();
+    match (require, request.authority()) {
+        (HttpsPolicy::Redirect, Some(authority))
+            if is_redirect_authority(authority) && path.starts_with('/') =>
+        {
+            let location = format!("https://{authority}{path}");
+            Err(denial.redirect(308, location))
+        }
+        _ => Err(denial),
+    }
+}
+
+/// Whether `authority` is `host[:port]` as RFC 3986 section 3.2 writes it, with `host` an
+/// IP literal (`[2001:db8::1]`), or a reg-name of letters, digits, `-`, `.`, `_` and `~` (an
+/// IPv4 address is one too). The reg-name's percent-escapes and sub-delimiters, legal but
+/// never part of a real host name, are refused, as are userinfo (`@`) and an empty port.
+fn is_redirect_authority(authority: &str) -> bool {
+    const MAX_BYTES: usize = 261; // a 255-byte DNS name and `:65535`
+    if authority.is_empty() || authority.len() > MAX_BYTES {
+        return false;
+    }
+    let (host_ok, port) = match authority.strip_prefix('[') {
+        Some(rest) => {
+            let Some((ip, after)) = rest.split_once(']') else {
+                return false;
+            };
+            let port = match after {
+                "" => None,
+                after => match after.strip_prefix(':') {
+                    Some(port) => Some(port),
+                    None => return false,
+                },
+            };
+            (ip.parse::<std::net::Ipv6Addr>().is_ok(), port)
+        }
+        None => {
+            let (host, port) = match authority.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (authority, None),
+            };
+            let reg_name = !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+            (reg_name, port)
+        }
+    };
+    let port_ok = port.is_none_or(|port| {
+        (1..=5).contains(&port.len())
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && port.parse::<u16>().is_ok()
+    });
+    host_ok && port_ok
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Decisions, stable reason codes and the problem+json (RFC 9457) answer to a denial.
 
-use crate::policy::limit::global::{GlobalCall, GlobalOutcome};
+use std::time::Duration;
+
 use serde_json::{json, Map, Value};
 
 /// Declares [`Reason`] from one table, so that a reason is listed once and never missing from
@@ -168,6 +169,53 @@ impl serde::Serialize for ProblemType {
 }
 
 /// What api-guard decided for a request.
+/// A global rate limit call (see `limit::global`) the shell must make before the request may go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalCall {
+    /// Index into `Policy::rate_limits`.
+    pub policy: usize,
+    pub cluster: String,
+    pub timeout: Duration,
+    /// The encoded `RateLimitRequest`.
+    pub message: Vec<u8>,
+}
+
+/// How a global check ended, for the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GlobalOutcome {
+    /// The service admitted the request.
+    Ok,
+    /// The service refused it.
+    OverLimit,
+    /// Refused locally, without a call (local bucket or a hold from an earlier answer).
+    RefusedLocally,
+    /// No usable answer; the request went on.
+    FailureAllowed,
+    /// No usable answer; the request was refused.
+    FailureDenied,
+}
+
+impl GlobalOutcome {
+    pub const ALL: [GlobalOutcome; 5] = [
+        GlobalOutcome::Ok,
+        GlobalOutcome::OverLimit,
+        GlobalOutcome::RefusedLocally,
+        GlobalOutcome::FailureAllowed,
+        GlobalOutcome::FailureDenied,
+    ];
+
+    /// The counter's name part: `api_guard_rls_<code>`.
+    pub fn code(self) -> &'static str {
+        match self {
+            GlobalOutcome::Ok => "ok",
+            GlobalOutcome::OverLimit => "over_limit",
+            GlobalOutcome::RefusedLocally => "refused_locally",
+            GlobalOutcome::FailureAllowed => "failure_allowed",
+            GlobalOutcome::FailureDenied => "failure_denied",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
     Allow,
@@ -180,6 +228,9 @@ pub enum Verdict {
 pub struct Decision {
     /// Name of the matched rule, if any.
     pub rule: Option<String>,
+    /// The matched rule, by index into `Policy::rules`: selected once by the header stage,
+    /// carried to the body stage and the global rate limit's answer.
+    pub rule_index: Option<usize>,
     pub verdict: Verdict,
     /// True when the verdict comes from a rule or policy in `dry_run`: logged and counted,
     /// never enforced.
@@ -208,6 +259,7 @@ impl Decision {
     pub fn allow(rule: Option<String>) -> Self {
         Decision {
             rule,
+            rule_index: None,
             verdict: Verdict::Allow,
             dry_run: false,
             client: None,

@@ -4,14 +4,16 @@
 pub mod json;
 pub mod media;
 pub mod multipart;
+pub mod progress;
 pub mod schema;
 
 use serde_json::Value;
 
-use super::screen::{self, threats, ThreatMode};
-use super::{Decision, Denial, Reason, Request, Verdict};
+use super::screen::ThreatMode;
+use super::{Denial, Reason, Request};
 
 pub use media::{MediaRange, MediaType};
+pub use progress::{BodyProgress, BodyStep};
 pub use schema::Schema;
 
 /// `max_bytes` when a `body` block leaves it out: Envoy's default buffer limit.
@@ -63,7 +65,7 @@ impl BodyRules {
     }
 
     /// The request's media type, when it is JSON.
-    fn json_media(request: &Request) -> bool {
+    pub(crate) fn json_media(request: &Request) -> bool {
         request
             .header("content-type")
             .and_then(MediaType::parse)
@@ -183,126 +185,11 @@ impl BodyRules {
     }
 }
 
-impl super::Policy {
-    /// What the shell does with the body of a request whose header decision is `header`:
-    /// an allowed request on a rule with a `body` block, or on a `threats: block` rule (its
-    /// body is screened whatever its media type, up to `threat_scan_max_bytes`).
-    pub fn body_plan(&self, request: &Request, header: &Decision) -> BodyPlan {
-        if header.verdict != Verdict::Allow {
-            return BodyPlan::Skip;
-        }
-        let Some(rule) = self.rule_for(request) else {
-            return BodyPlan::Skip;
-        };
-        match &rule.body {
-            Some(body) => {
-                let threats = if screens_body(rule, request) {
-                    rule.threats
-                } else {
-                    ThreatMode::Off
-                };
-                body.plan(request, threats)
-            }
-            None if rule.threats == ThreatMode::Block && request.body_expected() => {
-                BodyPlan::Buffer {
-                    max_bytes: self.threat_scan_max_bytes,
-                }
-            }
-            None => BodyPlan::Skip,
-        }
-    }
-
-    /// Stage 5 once the whole body has arrived: the final decision for the request,
-    /// carrying over the header decision's rule, client and notes.
-    pub fn evaluate_body(&self, request: &Request, body: &[u8], header: &Decision) -> Decision {
-        let rule = self.rule_for(request);
-        let mut decision = body_decision(header);
-        if let Some(rule) = rule {
-            if let Err(denial) = self.check_body(rule, request, body, header, &mut decision) {
-                decision.verdict = Verdict::Deny(denial);
-            }
-        }
-        self.finish_body(rule, decision)
-    }
-
-    /// The `body` block's checks (JSON strings screened as they are read), then the
-    /// screening of every other body, within what is left of the request's budget.
-    fn check_body(
-        &self,
-        rule: &super::Rule,
-        request: &Request,
-        body: &[u8],
-        header: &Decision,
-        decision: &mut Decision,
-    ) -> Result<(), Denial> {
-        // A budget the header stage spent already was recorded there (a `log` note).
-        let scan =
-            screens_body(rule, request) && header.threat_scan_used <= self.threat_scan_max_bytes;
-        let mut scanner =
-            threats::Scanner::resume(self.threat_scan_max_bytes, header.threat_scan_used);
-        let mut found: Option<Reason> = None;
-        if let Some(rules) = &rule.body {
-            let mut on_string = |s: &str| {
-                if scan && found.is_none() {
-                    found = scanner.scan_text(s);
-                }
-            };
-            rules.check_body(request, body, &mut on_string)?;
-        }
-        // JSON bodies of a `body` block were screened while checked.
-        let screened = rule.body.is_some() && BodyRules::json_media(request);
-        if scan && found.is_none() && !screened {
-            found = scanner.scan_body(request.header("content-type"), body);
-        }
-        decision.threat_scan_used = scanner.used();
-        screen::apply_threat(rule.threats, found, decision)
-    }
-
-    /// Stage 5 for a body that passed `max_bytes` while it streamed in.
-    pub fn body_overflow(&self, request: &Request, header: &Decision) -> Decision {
-        let rule = self.rule_for(request);
-        let mut decision = body_decision(header);
-        if let Some(rule) = rule {
-            match &rule.body {
-                Some(rules) => decision.verdict = Verdict::Deny(rules.overflow()),
-                // Buffered for screening only, up to the budget: too large to screen.
-                None if rule.threats == ThreatMode::Block => {
-                    let found = Some(Reason::ThreatScanLimit);
-                    if let Err(denial) = screen::apply_threat(rule.threats, found, &mut decision) {
-                        decision.verdict = Verdict::Deny(denial);
-                    }
-                }
-                None => {}
-            }
-        }
-        self.finish_body(rule, decision)
-    }
-
-    fn finish_body(&self, rule: Option<&super::Rule>, mut decision: Decision) -> Decision {
-        super::mark_dry_run(&mut decision, self.mode_for(rule));
-        decision
-    }
-}
-
-/// Whether a rule screens this request's body: `threats` is not `off` and the body is not
-/// compressed (under `block` a compressed body was refused from its headers; under `log` it
-/// goes on unscreened rather than scanned as compressed bytes).
-fn screens_body(rule: &super::Rule, request: &Request) -> bool {
-    rule.threats != ThreatMode::Off && !is_compressed(request)
-}
-
-fn body_decision(header: &Decision) -> Decision {
-    let mut decision = Decision::allow(header.rule.clone());
-    decision.client = header.client.clone();
-    decision.logged = header.logged.clone();
-    decision.threat_scan_used = header.threat_scan_used;
-    decision
-}
-
 #[cfg(test)]
 #[allow(clippy::type_complexity)]
 mod tests {
     use super::*;
+    use crate::policy::testing::headers as h;
     use serde_json::json;
 
     fn rules(content_types: &[&str], schema: Option<Value>) -> BodyRules {
@@ -319,13 +206,6 @@ mod tests {
 
     fn request<'a>(headers: &'a [(String, String)], eos: bool) -> Request<'a> {
         Request::new(headers, None).with_end_of_stream(eos)
-    }
-
-    fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
     }
 
     fn code(result: Result<(), Denial>) -> &'static str {

@@ -6,7 +6,8 @@
 //! Before a call, two local checks refuse what the service would refuse anyway, without a
 //! call: the client's local bucket (same shape as the policy: one replica can never admit
 //! more than the whole limit), and a hold set when the service last said `OVER_LIMIT`, until
-//! the reset time it gave.
+//! the reset time it gave. That flow of a request is in [`super::flow`]; this file holds the
+//! protocol and what an answer means.
 
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use prost::Message;
 use super::gcra::ceil_seconds;
 use super::{RateLimitPolicy, POLICY_HEADER, STATE_HEADER};
 use crate::policy::verdict::{Denial, Reason};
+pub use crate::policy::verdict::{GlobalCall, GlobalOutcome};
 
 /// The gRPC service and method, as `dispatch_grpc_call` takes them.
 pub const SERVICE: &str = "envoy.service.ratelimit.v3.RateLimitService";
@@ -48,53 +50,6 @@ pub enum FailureMode {
     Allow,
     /// Refuse it with a 429 `rate_limit_unavailable`.
     Deny,
-}
-
-/// A call the shell must make before the request may go on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GlobalCall {
-    /// Index into `Policy::rate_limits`.
-    pub policy: usize,
-    pub cluster: String,
-    pub timeout: Duration,
-    /// The encoded `RateLimitRequest`.
-    pub message: Vec<u8>,
-}
-
-/// How a global check ended, for the counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GlobalOutcome {
-    /// The service admitted the request.
-    Ok,
-    /// The service refused it.
-    OverLimit,
-    /// Refused locally, without a call (local bucket or a hold from an earlier answer).
-    RefusedLocally,
-    /// No usable answer; the request went on.
-    FailureAllowed,
-    /// No usable answer; the request was refused.
-    FailureDenied,
-}
-
-impl GlobalOutcome {
-    pub const ALL: [GlobalOutcome; 5] = [
-        GlobalOutcome::Ok,
-        GlobalOutcome::OverLimit,
-        GlobalOutcome::RefusedLocally,
-        GlobalOutcome::FailureAllowed,
-        GlobalOutcome::FailureDenied,
-    ];
-
-    /// The counter's name part: `api_guard_rls_<code>`.
-    pub fn code(self) -> &'static str {
-        match self {
-            GlobalOutcome::Ok => "ok",
-            GlobalOutcome::OverLimit => "over_limit",
-            GlobalOutcome::RefusedLocally => "refused_locally",
-            GlobalOutcome::FailureAllowed => "failure_allowed",
-            GlobalOutcome::FailureDenied => "failure_denied",
-        }
-    }
 }
 
 /// What the service said, reduced to what api-guard uses.

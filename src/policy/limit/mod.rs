@@ -4,6 +4,7 @@
 //! - [`gcra`]: the bucket arithmetic, pure integers;
 //! - [`table`]: the slot table over [`Host::shared_get`]/[`Host::shared_set`] with CAS.
 
+pub mod flow;
 pub mod gcra;
 pub mod global;
 pub mod table;
@@ -268,7 +269,7 @@ mod tests {
                 (":method".to_string(), "GET".to_string()),
                 (":path".to_string(), path.to_string()),
             ];
-            h.extend(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            h.extend(crate::policy::testing::headers(headers));
             p.evaluate(&Request::new(&h, Some(peer)), host)
         }
 

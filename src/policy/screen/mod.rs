@@ -103,25 +103,6 @@ fn check_screenable_body(request: &Request) -> Result<(), Denial> {
     Ok(())
 }
 
-impl super::Policy {
-    /// Stage 2 of `run_checks`.
-    pub(crate) fn screen(
-        &self,
-        request: &Request,
-        rule: Option<&Rule>,
-        decision: &mut Decision,
-    ) -> Result<(), Denial> {
-        if !self.ip.is_empty() || rule.is_some_and(|r| !r.ip.is_empty()) {
-            let client = self.client_ip.resolve(request);
-            check_ip(&self.ip, rule.map(|r| &r.ip), client)?;
-        }
-        match rule {
-            Some(rule) => check_threats(rule, request, self.threat_scan_max_bytes, decision),
-            None => Ok(()),
-        }
-    }
-}
-
 /// The log line of a detection in log mode (never the matched input).
 pub fn logged_line(decision: &Decision, reason: Reason, method: &str, path: &str) -> String {
     let path = crate::policy::http::logged_path(path);
@@ -146,10 +127,7 @@ mod tests {
 
     fn decide(config: &str, pairs: &[(&str, &str)], peer: &str) -> Decision {
         let policy = compile(config.as_bytes()).unwrap();
-        let h: Vec<(String, String)> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let h = crate::policy::testing::headers(pairs);
         policy.evaluate(&Request::new(&h, Some(peer)), &MemoryHost::default())
     }
 
@@ -311,7 +289,7 @@ mod tests {
                 (":method".to_string(), "POST".to_string()),
                 (":path".to_string(), path.to_string()),
             ];
-            h.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            h.extend(crate::policy::testing::headers(extra));
             h
         };
         let run = |path: &str, extra: &[(&str, &str)], body: &[u8]| {
@@ -385,7 +363,7 @@ mod tests {
         let request = Request::new(&h, Some("1.2.3.4:1")).with_end_of_stream(false);
         let header = policy.evaluate(&request, &host);
         assert_eq!(
-            policy.body_overflow(&request, &header).reason_code(),
+            policy.body_overflow(&header).reason_code(),
             "threat_scan_limit"
         );
         // `log` without a `body` block leaves bodies alone, and with one lets bodies other
