@@ -11,7 +11,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    let _ = threats::scan_text(&text);
+    let _ = threats::Scanner::new(threats::DEFAULT_SCAN_BUDGET).scan_text(&text);
     let _ = threats::scan_form(data);
     let _ = threats::has_traversal(data);
     let _ = http::percent_decode_lenient(data, true);
