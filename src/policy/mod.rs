@@ -1,7 +1,7 @@
 //! The core: a compiled, immutable [`Policy`] and its evaluation of a [`Request`].
 //! Nothing here knows about proxy-wasm; the host comes in through [`Host`].
 //!
-//! This file is the facade: the modules, the public names, and the [`Policy`] itself. The
+//! This file is the facade: the modules, the public names, and the [`Policy`] struct. The
 //! rule model is in `rule`, the decision's vocabulary in `verdict`, the pipeline that runs
 //! the stages in `pipeline`, and each stage in its own module.
 
@@ -56,36 +56,4 @@ pub struct Policy {
     pub warnings: Vec<String>,
     /// `threat_scan_max_bytes`: the screening budget of one request (headers and body).
     pub threat_scan_max_bytes: u64,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Policy::new(
-            Mode::Enforce,
-            LogDecisions::Deny,
-            Vec::new(),
-            Hardening::default(),
-        )
-    }
-}
-
-impl Policy {
-    pub fn new(mode: Mode, log: LogDecisions, rules: Vec<Rule>, hardening: Hardening) -> Self {
-        Policy {
-            mode,
-            client_ip: ClientIpSource::default(),
-            log,
-            rules,
-            hardening,
-            owned_request_headers: Vec::new(),
-            jwt_providers: Vec::new(),
-            api_keys: None,
-            rate_limits: Vec::new(),
-            rate_limit_table: limit::table::SlotTable::default(),
-            ip: screen::IpRules::default(),
-            default_action: DefaultAction::Allow,
-            warnings: Vec::new(),
-            threat_scan_max_bytes: screen::threats::DEFAULT_SCAN_BUDGET,
-        }
-    }
 }

@@ -4,7 +4,8 @@
 //!
 //! The stages, in order: transport (`require_https`), rule selection, screening (client IP,
 //! threats), authentication and scopes, rate limit (local, then the global flow), and the
-//! body, from its headers, then once it arrives ([`Policy::evaluate_body`]).
+//! body, from its headers, then once it arrives ([`Policy::evaluate_body`]). The empty policy
+//! the configuration is compiled into is made here too: every `impl Policy` is in this file.
 
 use super::auth::{self, check_scopes, AuthMethod, Credential, Principal};
 use super::body::{self, BodyPlan, BodyRules};
@@ -13,9 +14,41 @@ use super::limit;
 use super::screen::{self, ThreatMode};
 use super::{client_ip, path};
 use super::{
-    Decision, DefaultAction, Denial, GlobalOutcome, Host, Mode, OtherMethods, Policy, Reason,
-    Request, Rule, Selection, Verdict,
+    ClientIpSource, Decision, DefaultAction, Denial, GlobalOutcome, Hardening, Host, LogDecisions,
+    Mode, OtherMethods, Policy, Reason, Request, Rule, Selection, Verdict,
 };
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy::new(
+            Mode::Enforce,
+            LogDecisions::Deny,
+            Vec::new(),
+            Hardening::default(),
+        )
+    }
+}
+
+impl Policy {
+    pub fn new(mode: Mode, log: LogDecisions, rules: Vec<Rule>, hardening: Hardening) -> Self {
+        Policy {
+            mode,
+            client_ip: ClientIpSource::default(),
+            log,
+            rules,
+            hardening,
+            owned_request_headers: Vec::new(),
+            jwt_providers: Vec::new(),
+            api_keys: None,
+            rate_limits: Vec::new(),
+            rate_limit_table: limit::table::SlotTable::default(),
+            ip: screen::IpRules::default(),
+            default_action: DefaultAction::Allow,
+            warnings: Vec::new(),
+            threat_scan_max_bytes: screen::threats::DEFAULT_SCAN_BUDGET,
+        }
+    }
+}
 
 impl Policy {
     /// The rule a decision was made under (selected once, by [`Policy::evaluate`]).
