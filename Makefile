@@ -10,7 +10,9 @@ OCI := target/oci
 IMAGE ?= registry.example.com/platform/api-guard:$(VERSION)
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: all build test unit integration lint run envoy wasm-target validate clean fuzz soak oci pin crd-validators schema conformance bench size rls-server redis
+NATIVE_LIB := target/native/libapi_guard.so
+
+.PHONY: native validate-native all build test unit integration lint run envoy wasm-target validate clean fuzz soak oci pin crd-validators schema conformance bench size rls-server redis
 
 all: build
 
@@ -47,6 +49,16 @@ build: wasm-target
 	cargo build --release --target wasm32-wasip1
 	@ls -l $(WASM) | awk '{print "module: " $$9 " (" $$5 " bytes)"}'
 
+## native: the native build, an Envoy 1.40 dynamic module, target/native/libapi_guard.so
+native:
+	cargo build --profile native --features native --lib
+	@ls -l $(NATIVE_LIB) | awk '{print "native module: " $$9 " (" $$5 " bytes)"}'
+
+## validate-native: envoy/envoy-native.yaml (the demo on the native module) passes `envoy --mode validate`
+validate-native: native envoy
+	ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$(abspath target/native) \
+	  $(ENVOY) --mode validate -c envoy/envoy-native.yaml --log-level warn
+
 ## test: native unit tests, then every integration test in a real Envoy
 test: build envoy validate crd-validators rls-server redis
 	cargo test --lib
@@ -70,6 +82,7 @@ validate: build envoy
 lint: wasm-target
 	cargo fmt --check
 	cargo clippy --all-targets --features schema -- -D warnings
+	cargo clippy --all-targets --features schema,native -- -D warnings
 	cargo clippy --release --target wasm32-wasip1 -- -D warnings
 	cargo fmt --manifest-path tests/rls/Cargo.toml --check
 	cargo clippy --manifest-path tests/rls/Cargo.toml --all-targets -- -D warnings

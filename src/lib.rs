@@ -22,3 +22,6 @@ pub mod policy;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;
+
+#[cfg(all(feature = "native", not(target_arch = "wasm32")))]
+mod native;
