@@ -59,15 +59,16 @@ validate-native: native envoy
 	ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$(abspath target/native) \
 	  $(ENVOY) --mode validate -c envoy/envoy-native.yaml --log-level warn
 
-## test: native unit tests, then every integration test in a real Envoy
-test: build envoy validate crd-validators rls-server redis
+## test: native unit tests, then every integration test in a real Envoy (tests/native.rs on
+## the native module; API_GUARD_BUILD=native runs the other suites on it too)
+test: build native envoy validate validate-native crd-validators rls-server redis
 	cargo test --lib
 	cargo test --features schema --test '*'
 
 unit:
 	cargo test --lib
 
-integration: build envoy crd-validators rls-server redis
+integration: build native envoy crd-validators rls-server redis
 	cargo test --features schema --test '*'
 
 ## conformance: replay the public corpora in $(CORPORA) through the filter in Envoy, print pass rates
