@@ -98,16 +98,19 @@ fn a_missing_credential_is_a_401_problem_with_the_hardening_headers() {
         .must_get("/api/orders", &[("x-api-key", "key-a-123456")]);
     assert_eq!(ok.status, 200);
     assert_eq!(envoy.upstream.last().unwrap().header("x-api-key"), None);
-    // Counters per decision and reason, under Envoy's namespace for dynamic-module metrics
-    // (the wasm build's are `api_guard_*`: Envoy strips its wasm namespace, not this one).
-    assert_eq!(
-        envoy.prometheus_value("envoy_dynamicmodulescustom_api_guard_deny_api_key_missing"),
-        1
-    );
-    assert_eq!(
-        envoy.prometheus_value("envoy_dynamicmodulescustom_api_guard_allow"),
-        1
-    );
+    // Counters per decision and reason: Prometheus shows them under Envoy's namespace for
+    // dynamic-module metrics (the wasm build's are `api_guard_*`: Envoy strips its wasm
+    // namespace, not this one); `prometheus_value` reads either build's names.
+    let stats = envoy.admin().get("/stats/prometheus").unwrap().text();
+    assert!(stats.contains("\nenvoy_dynamicmodulescustom_api_guard_allow{} 1\n"));
+    assert_eq!(envoy.prometheus_value("api_guard_deny_api_key_missing"), 1);
+    assert_eq!(envoy.prometheus_value("api_guard_allow"), 1);
+    // The decision in the access log, under the same filter-state keys as the wasm build.
+    let log = envoy.wait_access_log(2);
+    assert_eq!(log[0]["api_guard_decision"], "deny");
+    assert_eq!(log[0]["api_guard_reason"], "api_key_missing");
+    assert_eq!(log[0]["api_guard_rule"], "api");
+    assert_eq!(log[1]["api_guard_decision"], "allow");
 }
 
 fn get(path: &str, headers: &[(&str, &str)]) -> Vec<u8> {

@@ -206,6 +206,12 @@ extern "C" {
         result: *mut EnvoyBuffer,
     ) -> bool;
 
+    pub fn envoy_dynamic_module_callback_http_set_filter_state_bytes(
+        filter: FilterEnvoyPtr,
+        key: ModuleBuffer,
+        value: ModuleBuffer,
+    ) -> bool;
+
     pub fn envoy_dynamic_module_callback_http_filter_config_define_counter(
         config: ConfigEnvoyPtr,
         name: ModuleBuffer,

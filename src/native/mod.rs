@@ -28,6 +28,13 @@ use stream::Stream;
 /// The fail-closed answer when a hook panics: never a pass-through.
 const INTERNAL_ERROR_BODY: &str = r#"{"type":"about:blank","title":"Internal Server Error","status":500,"reason":"internal_error"}"#;
 
+/// Filter-state keys of the decision, readable in the access log as
+/// `%FILTER_STATE(wasm.api_guard_decision:PLAIN)%`: the wasm build's names, so that one
+/// access-log format serves both builds.
+const STATE_DECISION: &str = "wasm.api_guard_decision";
+const STATE_REASON: &str = "wasm.api_guard_reason";
+const STATE_RULE: &str = "wasm.api_guard_rule";
+
 /// One loaded `filter_config`: the compiled policy and its counters.
 struct FilterConfig {
     policy: Arc<Policy>,
@@ -718,6 +725,9 @@ impl Filter {
     fn record(&self, stream: Stream, decision: &mut Decision, request: &Request) {
         let policy = &self.config.policy;
         self.config.metrics.count(stream, decision);
+        stream.set_filter_state(STATE_DECISION, decision.action());
+        stream.set_filter_state(STATE_REASON, decision.reason_code());
+        stream.set_filter_state(STATE_RULE, decision.rule.as_deref().unwrap_or("-"));
         let log_it = match policy.log {
             LogDecisions::All => true,
             LogDecisions::Deny => decision.denial().is_some(),

@@ -181,6 +181,18 @@ impl Stream {
         String::from_utf8(bytes).ok()
     }
 
+    /// Publishes a value to the stream's filter state (readable in the access log).
+    pub fn set_filter_state(self, key: &str, value: &str) {
+        // SAFETY: both buffers borrow live strings for the call; Envoy copies them.
+        unsafe {
+            abi::envoy_dynamic_module_callback_http_set_filter_state_bytes(
+                self.0,
+                ModuleBuffer::of(key.as_bytes()),
+                ModuleBuffer::of(value.as_bytes()),
+            );
+        }
+    }
+
     /// Adds one to a counter defined in the filter's configuration.
     pub fn increment_counter(self, id: usize) {
         // SAFETY: `id` came from `define_counter` on the configuration that created this

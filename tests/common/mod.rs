@@ -362,6 +362,8 @@ pub struct Envoy {
     pub admin_port: u16,
     pub dir: PathBuf,
     pub upstream: Upstream,
+    /// The build of api-guard it loads (names its counters in Prometheus).
+    pub build: Build,
 }
 
 impl Envoy {
@@ -403,7 +405,9 @@ impl Envoy {
                 native_module_dir().display().to_string(),
             ));
         }
-        Envoy::launch(&config_path, &dir, options.concurrency, &env, upstream)
+        let mut envoy = Envoy::launch(&config_path, &dir, options.concurrency, &env, upstream)?;
+        envoy.build = options.build;
+        Ok(envoy)
     }
 
     /// Starts Envoy with a bootstrap file of the caller's (e.g. envoy/envoy.yaml).
@@ -460,6 +464,7 @@ impl Envoy {
             admin_port: 0,
             dir: dir.to_path_buf(),
             upstream,
+            build: Build::Wasm,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -566,8 +571,18 @@ impl Envoy {
         }
     }
 
-    /// The value of a counter or gauge from `/stats/prometheus` (0 when absent).
+    /// The value of a counter or gauge from `/stats/prometheus` (0 when absent). api-guard's
+    /// counters are named as the wasm build shows them (`api_guard_*`); the native build's
+    /// are read under Envoy's dynamic-module namespace.
     pub fn prometheus_value(&self, metric: &str) -> u64 {
+        let native_name;
+        let metric = match metric.strip_prefix("api_guard_") {
+            Some(rest) if self.build == Build::Native => {
+                native_name = format!("envoy_dynamicmodulescustom_api_guard_{rest}");
+                native_name.as_str()
+            }
+            _ => metric,
+        };
         let text = self
             .admin()
             .get("/stats/prometheus")
