@@ -25,3 +25,6 @@ mod filter;
 
 #[cfg(all(feature = "native", not(target_arch = "wasm32")))]
 mod native;
+
+#[cfg(any(target_arch = "wasm32", feature = "native"))]
+mod test_hooks;

@@ -246,3 +246,27 @@ fn what_the_native_build_cannot_enforce_yet_is_refused_at_load() {
         .expect("refused");
     assert!(log.contains("configuration refused"), "{log}");
 }
+
+#[test]
+fn a_panicking_hook_fails_closed_and_envoy_keeps_serving() {
+    let mut options = native("{}");
+    options
+        .env
+        .push(("API_GUARD_TEST_PANIC_PATH".into(), "/boom".into()));
+    let envoy = Envoy::start_with(options);
+    let r = envoy.client().must_get("/boom", &[]);
+    assert_eq!(r.status, 500, "a panic is never a pass-through");
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    assert_eq!(r.json()["reason"], "internal_error");
+    assert_eq!(envoy.upstream.count(), 0);
+    envoy.wait_for_log("api-guard: panic");
+    assert!(
+        envoy.log().contains("api-guard: panic"),
+        "the panic is logged"
+    );
+    // The same process goes on serving: nothing was unwound into Envoy.
+    for _ in 0..3 {
+        assert_eq!(envoy.client().must_get("/hello", &[]).status, 200);
+    }
+    assert_eq!(envoy.client().must_get("/boom", &[]).status, 500);
+}

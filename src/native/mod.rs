@@ -519,6 +519,7 @@ impl Filter {
         let source = stream.source_address();
         let policy = Arc::clone(&self.config.policy);
         let request = Request::new(&headers, source.as_deref()).with_end_of_stream(end_of_stream);
+        crate::test_hooks::crash_if_asked(request.path());
         let mut decision = policy.evaluate(&request, &NativeHost);
         if decision.global_call.is_some() {
             // Refused at load (see `unsupported`); should one appear, the policy's failure
