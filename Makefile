@@ -12,7 +12,7 @@ export ENVOY_BIN := $(abspath $(ENVOY))
 
 NATIVE_LIB := target/native/libapi_guard.so
 
-.PHONY: native validate-native all build test unit integration lint run envoy wasm-target validate clean fuzz soak oci pin crd-validators schema conformance bench size rls-server redis
+.PHONY: native validate-native run-native all build test unit integration lint run envoy wasm-target validate clean fuzz soak oci pin crd-validators schema conformance bench size rls-server redis
 
 all: build
 
@@ -98,6 +98,16 @@ run: build envoy
 	sed -n 's/^#   DEMO_/  export DEMO_/p' envoy/envoy.yaml; \
 	sed -n 's/^#   curl/  curl/p' envoy/envoy.yaml; echo; \
 	$(ENVOY) -c envoy/envoy.yaml --log-level warn --component-log-level wasm:info
+
+## run-native: the same demo on the native module (envoy/envoy-native.yaml)
+run-native: native envoy
+	@python3 envoy/demo_upstream.py & upstream=$$!; \
+	trap "kill $$upstream 2>/dev/null" EXIT INT TERM; \
+	sleep 0.3; \
+	echo; echo "api-guard demo (native module): Envoy on http://localhost:10000, admin on http://127.0.0.1:9901"; \
+	echo "Try the requests listed in envoy/envoy.yaml."; echo; \
+	ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$(abspath target/native) \
+	  $(ENVOY) -c envoy/envoy-native.yaml --log-level warn --component-log-level dynamic_modules:info
 
 ## soak: SOAK_SECONDS (default 600) of mixed traffic at ~70% of the measured maximum
 SOAK_SECONDS ?= 600
