@@ -332,3 +332,28 @@ fn a_body_in_many_chunks_is_checked_whole_and_arrives_once() {
         .unwrap();
     assert_eq!(r.status, 200);
 }
+
+#[test]
+fn a_dry_run_body_denial_reaches_the_upstream_as_a_header() {
+    let config = r#"{"rules": [{"name": "try", "match": {"prefix": "/try"}, "mode": "dry_run",
+        "body": {"max_bytes": 1024, "content_types": ["application/json"],
+                 "json_schema": {"type": "object", "required": ["item"]}}}]}"#;
+    let envoy = Envoy::start_with(native(config));
+    let r = envoy.client().post_json("/try", br#"{"qty": 1}"#).unwrap();
+    assert_eq!(r.status, 200, "dry run never blocks: {}", r.text());
+    let seen = envoy.upstream.last().unwrap();
+    assert_eq!(seen.body, br#"{"qty": 1}"#);
+    // The headers waited for the body, so the dry-run verdict goes with them (the wasm build
+    // lets the headers go first and cannot add it).
+    assert_eq!(seen.header("x-api-guard-dry-run"), Some("body_schema"));
+    assert_eq!(envoy.prometheus_value("api_guard_dry_run_body_schema"), 1);
+    let ok = envoy
+        .client()
+        .post_json("/try", br#"{"item": "a"}"#)
+        .unwrap();
+    assert_eq!(ok.status, 200);
+    assert_eq!(
+        envoy.upstream.last().unwrap().header("x-api-guard-dry-run"),
+        None
+    );
+}

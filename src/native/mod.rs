@@ -644,6 +644,16 @@ impl Filter {
             _ => pending.decision.clone(),
         };
         self.record(stream, &mut decision, &request);
+        if pending.buffering && decision.enforced_denial().is_none() {
+            // The headers were held for the body: the body decision's changes (the dry-run
+            // header of a body denial) still reach the upstream, which the wasm build cannot do.
+            for name in &decision.upstream_remove {
+                stream.set_header(HeaderType::RequestHeader, name, None);
+            }
+            for (name, value) in &decision.upstream_set {
+                stream.set_header(HeaderType::RequestHeader, name, Some(value));
+            }
+        }
         self.pending = Some(pending);
         self.apply(stream, &decision)
     }
