@@ -763,3 +763,51 @@ impl Filter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compiled(json: &str) -> Policy {
+        config::compile(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn remote_jwks_and_global_limits_are_named_as_unsupported() {
+        let remote = compiled(
+            r#"{"jwt_providers": {"idp": {"remote_jwks": {"cluster": "idp", "path": "/k"}}}}"#,
+        );
+        assert!(unsupported(&remote)
+            .unwrap()
+            .starts_with("jwt_providers.idp.remote_jwks: not supported by the native build"));
+        let global = compiled(
+            r#"{"rate_limits": {"g": {"requests": 5, "per": "minute",
+                "global": {"cluster": "rls", "domain": "d"}}}}"#,
+        );
+        assert!(unsupported(&global)
+            .unwrap()
+            .starts_with("rate_limits.g.global: not supported by the native build"));
+        let local = compiled(r#"{"rate_limits": {"l": {"requests": 5, "per": "minute"}}}"#);
+        assert_eq!(unsupported(&local), None);
+    }
+
+    #[test]
+    fn a_panicking_hook_body_gives_the_fallback() {
+        let quiet = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let status = guarded(PANICKED, || -> u32 { panic!("boom") });
+        std::panic::set_hook(quiet);
+        assert_eq!(status, PANICKED);
+        assert_eq!(
+            guarded(PANICKED, || abi::HEADERS_CONTINUE),
+            abi::HEADERS_CONTINUE
+        );
+    }
+
+    #[test]
+    fn the_internal_error_body_is_problem_json() {
+        let body: serde_json::Value = serde_json::from_str(INTERNAL_ERROR_BODY).unwrap();
+        assert_eq!(body["status"], 500);
+        assert_eq!(body["reason"], "internal_error");
+    }
+}
