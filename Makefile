@@ -62,11 +62,11 @@ validate-native: native envoy
 ## test: native unit tests, then every integration test in a real Envoy (tests/native.rs on
 ## the native module; API_GUARD_BUILD=native runs the other suites on it too)
 test: build native envoy validate validate-native crd-validators rls-server redis
-	cargo test --lib
+	cargo test --lib --features native
 	cargo test --features schema --test '*'
 
 unit:
-	cargo test --lib
+	cargo test --lib --features native
 
 integration: build native envoy crd-validators rls-server redis
 	cargo test --features schema --test '*'
