@@ -10,7 +10,9 @@ OCI := target/oci
 IMAGE ?= registry.example.com/platform/api-guard:$(VERSION)
 export ENVOY_BIN := $(abspath $(ENVOY))
 
-.PHONY: all build test unit integration lint run envoy wasm-target validate clean fuzz soak oci pin crd-validators schema conformance bench size rls-server redis
+NATIVE_LIB := target/native/libapi_guard.so
+
+.PHONY: native validate-native run-native all build test unit integration lint run envoy wasm-target validate clean fuzz soak oci pin crd-validators schema conformance bench size rls-server redis
 
 all: build
 
@@ -47,15 +49,26 @@ build: wasm-target
 	cargo build --release --target wasm32-wasip1
 	@ls -l $(WASM) | awk '{print "module: " $$9 " (" $$5 " bytes)"}'
 
-## test: native unit tests, then every integration test in a real Envoy
-test: build envoy validate crd-validators rls-server redis
-	cargo test --lib
+## native: the native build, an Envoy 1.40 dynamic module, target/native/libapi_guard.so
+native:
+	cargo build --profile native --features native --lib
+	@ls -l $(NATIVE_LIB) | awk '{print "native module: " $$9 " (" $$5 " bytes)"}'
+
+## validate-native: envoy/envoy-native.yaml (the demo on the native module) passes `envoy --mode validate`
+validate-native: native envoy
+	ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$(abspath target/native) \
+	  $(ENVOY) --mode validate -c envoy/envoy-native.yaml --log-level warn
+
+## test: native unit tests, then every integration test in a real Envoy (tests/native.rs on
+## the native module; API_GUARD_BUILD=native runs the other suites on it too)
+test: build native envoy validate validate-native crd-validators rls-server redis
+	cargo test --lib --features native
 	cargo test --features schema --test '*'
 
 unit:
-	cargo test --lib
+	cargo test --lib --features native
 
-integration: build envoy crd-validators rls-server redis
+integration: build native envoy crd-validators rls-server redis
 	cargo test --features schema --test '*'
 
 ## conformance: replay the public corpora in $(CORPORA) through the filter in Envoy, print pass rates
@@ -70,6 +83,7 @@ validate: build envoy
 lint: wasm-target
 	cargo fmt --check
 	cargo clippy --all-targets --features schema -- -D warnings
+	cargo clippy --all-targets --features schema,native -- -D warnings
 	cargo clippy --release --target wasm32-wasip1 -- -D warnings
 	cargo fmt --manifest-path tests/rls/Cargo.toml --check
 	cargo clippy --manifest-path tests/rls/Cargo.toml --all-targets -- -D warnings
@@ -84,6 +98,16 @@ run: build envoy
 	sed -n 's/^#   DEMO_/  export DEMO_/p' envoy/envoy.yaml; \
 	sed -n 's/^#   curl/  curl/p' envoy/envoy.yaml; echo; \
 	$(ENVOY) -c envoy/envoy.yaml --log-level warn --component-log-level wasm:info
+
+## run-native: the same demo on the native module (envoy/envoy-native.yaml)
+run-native: native envoy
+	@python3 envoy/demo_upstream.py & upstream=$$!; \
+	trap "kill $$upstream 2>/dev/null" EXIT INT TERM; \
+	sleep 0.3; \
+	echo; echo "api-guard demo (native module): Envoy on http://localhost:10000, admin on http://127.0.0.1:9901"; \
+	echo "Try the requests listed in envoy/envoy.yaml."; echo; \
+	ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$(abspath target/native) \
+	  $(ENVOY) -c envoy/envoy-native.yaml --log-level warn --component-log-level dynamic_modules:info
 
 ## soak: SOAK_SECONDS (default 600) of mixed traffic at ~70% of the measured maximum
 SOAK_SECONDS ?= 600

@@ -22,3 +22,9 @@ pub mod policy;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;
+
+#[cfg(all(feature = "native", not(target_arch = "wasm32")))]
+mod native;
+
+#[cfg(any(target_arch = "wasm32", feature = "native"))]
+mod test_hooks;

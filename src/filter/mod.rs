@@ -5,7 +5,6 @@ mod host;
 mod jwks;
 mod metrics;
 mod native;
-mod test_hooks;
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -186,7 +185,7 @@ impl HttpContext for Filter {
         let source = SourceAddress::lazy(host::source_address);
         let request =
             Request::with_lazy_source(&headers, &source).with_end_of_stream(end_of_stream);
-        test_hooks::crash_if_asked(request.path());
+        crate::test_hooks::crash_if_asked(request.path());
         let mut decision = self.policy.evaluate(&request, &EnvoyHost);
         if let Some(call) = decision.global_call.as_ref() {
             match self.dispatch_grpc_call(

@@ -52,6 +52,57 @@ pub fn module_path() -> PathBuf {
     path
 }
 
+/// Which build of api-guard an Envoy loads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Build {
+    /// The wasm module (`envoy.filters.http.wasm`), the default.
+    Wasm,
+    /// The native dynamic module (`envoy.filters.http.dynamic_modules`), `make native`.
+    Native,
+}
+
+impl Build {
+    /// `API_GUARD_BUILD=native` runs the suite against the native module; else wasm.
+    pub fn from_env() -> Build {
+        match std::env::var("API_GUARD_BUILD").as_deref() {
+            Ok("native") => Build::Native,
+            _ => Build::Wasm,
+        }
+    }
+}
+
+/// The directory holding the native module `libapi_guard.so`: `API_GUARD_NATIVE_DIR`, else
+/// the `native` profile's output.
+pub fn native_module_dir() -> PathBuf {
+    let dir = std::env::var_os("API_GUARD_NATIVE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/native"));
+    assert!(
+        dir.join("libapi_guard.so").exists(),
+        "native module not found at {}: run `make native` first (make test does)",
+        dir.join("libapi_guard.so").display()
+    );
+    dir
+}
+
+/// The api-guard HTTP filter entry (Envoy JSON) of the native build: the same plugin
+/// configuration, as the dynamic module's `filter_config`. Envoy finds `libapi_guard.so` in
+/// `ENVOY_DYNAMIC_MODULES_SEARCH_PATH` (set by [`Envoy::try_start`]).
+pub fn native_api_guard_filter(plugin_config: &str) -> Value {
+    json!({
+        "name": "envoy.filters.http.dynamic_modules",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+            "dynamic_module_config": { "name": "api_guard" },
+            "filter_name": "api-guard",
+            "filter_config": {
+                "@type": "type.googleapis.com/google.protobuf.StringValue",
+                "value": plugin_config
+            }
+        }
+    })
+}
+
 /// The end of a test process's scratch directory: when the test is failing, its log is
 /// printed and the directory kept for a look; otherwise the directory is removed.
 pub fn leave_scratch_dir(what: &str, dir: &Path, log: impl FnOnce() -> String) {
@@ -113,6 +164,8 @@ pub struct EnvoyOptions {
     /// `path_with_escaped_slashes_action`) as a JSON object merged into it; `None`: none
     /// set, Envoy's defaults. [`demo_path_settings`] are the shipped envoy.yaml's.
     pub hcm_path_settings: Option<Value>,
+    /// Which build of api-guard to load (default: [`Build::from_env`]).
+    pub build: Build,
 }
 
 /// The path settings of the shipped envoy/envoy.yaml's connection manager.
@@ -138,7 +191,14 @@ impl EnvoyOptions {
             use_remote_address: false,
             http_protocol_options: None,
             hcm_path_settings: None,
+            build: Build::from_env(),
         }
+    }
+
+    /// Loads the given build of api-guard.
+    pub fn build(mut self, build: Build) -> Self {
+        self.build = build;
+        self
     }
 
     /// Sets the connection manager's path settings (see [`EnvoyOptions::hcm_path_settings`]).
@@ -210,9 +270,11 @@ pub fn loopback_cluster(name: &str, port: u16) -> Value {
 /// The bootstrap for one test Envoy: listener and admin on port 0 (the harness reads the
 /// ports back), routes `/direct...` answered by Envoy itself and everything else proxied.
 pub fn bootstrap(options: &EnvoyOptions, upstream_port: u16, access_log: &Path) -> Value {
-    let module = options.module.clone().unwrap_or_else(module_path);
     let mut filters = options.filters_before.clone();
-    if !options.without_api_guard {
+    if !options.without_api_guard && options.build == Build::Native {
+        filters.push(native_api_guard_filter(&options.plugin_config));
+    } else if !options.without_api_guard {
+        let module = options.module.clone().unwrap_or_else(module_path);
         let mut filter = api_guard_filter(&options.plugin_config, &module);
         if !options.vm_env.is_empty() {
             let vars: serde_json::Map<String, Value> = options
@@ -300,6 +362,8 @@ pub struct Envoy {
     pub admin_port: u16,
     pub dir: PathBuf,
     pub upstream: Upstream,
+    /// The build of api-guard it loads (names its counters in Prometheus).
+    pub build: Build,
 }
 
 impl Envoy {
@@ -334,13 +398,16 @@ impl Envoy {
         let access_log = dir.join("access.log");
         let bootstrap = bootstrap(&options, upstream.port, &access_log);
         std::fs::write(&config_path, serde_json::to_vec_pretty(&bootstrap).unwrap()).unwrap();
-        Envoy::launch(
-            &config_path,
-            &dir,
-            options.concurrency,
-            &options.env,
-            upstream,
-        )
+        let mut env = options.env.clone();
+        if options.build == Build::Native && !options.without_api_guard {
+            env.push((
+                "ENVOY_DYNAMIC_MODULES_SEARCH_PATH".to_string(),
+                native_module_dir().display().to_string(),
+            ));
+        }
+        let mut envoy = Envoy::launch(&config_path, &dir, options.concurrency, &env, upstream)?;
+        envoy.build = options.build;
+        Ok(envoy)
     }
 
     /// Starts Envoy with a bootstrap file of the caller's (e.g. envoy/envoy.yaml).
@@ -397,6 +464,7 @@ impl Envoy {
             admin_port: 0,
             dir: dir.to_path_buf(),
             upstream,
+            build: Build::Wasm,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -503,8 +571,18 @@ impl Envoy {
         }
     }
 
-    /// The value of a counter or gauge from `/stats/prometheus` (0 when absent).
+    /// The value of a counter or gauge from `/stats/prometheus` (0 when absent). api-guard's
+    /// counters are named as the wasm build shows them (`api_guard_*`); the native build's
+    /// are read under Envoy's dynamic-module namespace.
     pub fn prometheus_value(&self, metric: &str) -> u64 {
+        let native_name;
+        let metric = match metric.strip_prefix("api_guard_") {
+            Some(rest) if self.build == Build::Native => {
+                native_name = format!("envoy_dynamicmodulescustom_api_guard_{rest}");
+                native_name.as_str()
+            }
+            _ => metric,
+        };
         let text = self
             .admin()
             .get("/stats/prometheus")

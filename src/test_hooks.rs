@@ -1,10 +1,11 @@
-//! Hooks that only tests switch on, through the VM's environment (Envoy's
-//! `vm_config.environment_variables`); a production configuration never sets them.
+//! Hooks that only tests switch on, through the environment: the wasm VM's (Envoy's
+//! `vm_config.environment_variables`) or, for the native build, Envoy's own process
+//! environment. A production configuration never sets them. Shared by both shells.
 
 use std::sync::OnceLock;
 
 /// `API_GUARD_TEST_PANIC_PATH`: a request to exactly this path panics, so that tests can
-/// watch Envoy's VM failure policy (fail closed, reload) at work.
+/// watch each shell fail closed (the wasm VM's failure policy; the native hooks' catch).
 fn panic_path() -> Option<&'static str> {
     static PATH: OnceLock<Option<String>> = OnceLock::new();
     PATH.get_or_init(|| {
