@@ -15,7 +15,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, Status};
 use crate::config;
 use crate::policy::body::{BodyPlan, BodyProgress, BodyStep};
 use crate::policy::limit::global;
-use crate::policy::{Decision, HeaderAction, LogDecisions, Policy, Request, SourceAddress};
+use crate::policy::{Decision, HeaderAction, Policy, Request, SourceAddress};
 
 use host::EnvoyHost;
 use metrics::Metrics;
@@ -406,28 +406,8 @@ impl Filter {
         self.set_property(vec![STATE_DECISION], Some(decision.action().as_bytes()));
         self.set_property(vec![STATE_REASON], Some(decision.reason_code().as_bytes()));
         self.set_property(vec![STATE_RULE], Some(rule.as_bytes()));
-        let log_it = match self.policy.log {
-            LogDecisions::All => true,
-            LogDecisions::Deny => decision.denial().is_some(),
-            LogDecisions::Off => false,
-        };
-        if log_it || !decision.logged.is_empty() {
-            self.policy.resolve_client(decision, request);
-        }
-        if log_it {
-            log::info!("{}", decision.log_line(request.method(), request.path()));
-        }
-        // Detections in log mode: always a line and a counter, whatever `log.decisions` says.
-        for reason in &decision.logged {
-            log::warn!(
-                "{}",
-                crate::policy::screen::logged_line(
-                    decision,
-                    *reason,
-                    request.method(),
-                    request.path()
-                )
-            );
+        for (level, line) in self.policy.log_lines(decision, request) {
+            log::log!(level, "{line}");
         }
     }
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use crate::config;
 use crate::policy::auth::jwt::KeySource;
 use crate::policy::body::{BodyPlan, BodyProgress, BodyStep};
-use crate::policy::{Decision, HeaderAction, LogDecisions, Policy, Reason, Request};
+use crate::policy::{Decision, HeaderAction, Policy, Reason, Request};
 
 use abi::{BodyType, HeaderType};
 use host::NativeHost;
@@ -739,27 +739,8 @@ impl Filter {
         stream.set_filter_state(STATE_DECISION, decision.action());
         stream.set_filter_state(STATE_REASON, decision.reason_code());
         stream.set_filter_state(STATE_RULE, decision.rule.as_deref().unwrap_or("-"));
-        let log_it = match policy.log {
-            LogDecisions::All => true,
-            LogDecisions::Deny => decision.denial().is_some(),
-            LogDecisions::Off => false,
-        };
-        if log_it || !decision.logged.is_empty() {
-            policy.resolve_client(decision, request);
-        }
-        if log_it {
-            log::info!("{}", decision.log_line(request.method(), request.path()));
-        }
-        for reason in &decision.logged {
-            log::warn!(
-                "{}",
-                crate::policy::screen::logged_line(
-                    decision,
-                    *reason,
-                    request.method(),
-                    request.path()
-                )
-            );
+        for (level, line) in policy.log_lines(decision, request) {
+            log::log!(level, "{line}");
         }
     }
 }

@@ -364,6 +364,38 @@ impl Policy {
         }
     }
 
+    /// The log lines a recorded decision gets: its own line (info) as `log.decisions` says,
+    /// then one line per detection in log mode (warn), whatever `log.decisions` says. The
+    /// client is named first when a line shows it. Both shells write these as they are.
+    pub fn log_lines(
+        &self,
+        decision: &mut Decision,
+        request: &Request,
+    ) -> Vec<(log::Level, String)> {
+        let log_it = match self.log {
+            LogDecisions::All => true,
+            LogDecisions::Deny => decision.denial().is_some(),
+            LogDecisions::Off => false,
+        };
+        if log_it || !decision.logged.is_empty() {
+            self.resolve_client(decision, request);
+        }
+        let mut lines = Vec::new();
+        if log_it {
+            lines.push((
+                log::Level::Info,
+                decision.log_line(request.method(), request.path()),
+            ));
+        }
+        for reason in &decision.logged {
+            lines.push((
+                log::Level::Warn,
+                screen::logged_line(decision, *reason, request.method(), request.path()),
+            ));
+        }
+        lines
+    }
+
     /// Stage 2 of `run_checks`.
     pub(crate) fn screen(
         &self,
@@ -986,6 +1018,37 @@ mod tests {
         // An OPTIONS that is not a preflight is matched on its own method.
         let d = decide(config, &[(":method", "OPTIONS"), (":path", "/api/orders")]);
         assert_eq!(d.reason_code(), "method_not_allowed");
+    }
+
+    #[test]
+    fn log_lines_follow_log_decisions_and_always_carry_detections() {
+        let attack = [
+            (":method", "GET"),
+            (":path", "/x?q=1%27%20OR%20%271%27%3D%271"),
+        ];
+        for (log, denied, want) in [
+            ("deny", false, vec![log::Level::Warn]),
+            ("all", false, vec![log::Level::Info, log::Level::Warn]),
+            ("off", false, vec![log::Level::Warn]),
+            ("deny", true, vec![log::Level::Info]),
+            ("off", true, vec![]),
+        ] {
+            let threats = if denied { "block" } else { "log" };
+            let config = format!(
+                r#"{{"log":{{"decisions":"{log}"}},
+                   "rules":[{{"name":"r","match":{{"prefix":"/"}},"threats":"{threats}"}}]}}"#
+            );
+            let policy = compile(config.as_bytes()).unwrap();
+            let h = headers(&attack);
+            let request = Request::new(&h, Some("203.0.113.7:4242"));
+            let mut decision = policy.evaluate(&request, &MemoryHost::default());
+            let lines = policy.log_lines(&mut decision, &request);
+            let levels: Vec<log::Level> = lines.iter().map(|(level, _)| *level).collect();
+            assert_eq!(levels, want, "{log} {threats}");
+            assert!(lines
+                .iter()
+                .all(|(_, line)| line.contains("ip:203.0.113.7")));
+        }
     }
 
     #[test]
