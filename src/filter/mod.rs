@@ -15,7 +15,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, Status};
 use crate::config;
 use crate::policy::body::{BodyPlan, BodyProgress, BodyStep};
 use crate::policy::limit::global;
-use crate::policy::{Decision, HeaderAction, Policy, Request, SourceAddress};
+use crate::policy::{Decision, HeaderEdit, Policy, Request, SourceAddress};
 
 use host::EnvoyHost;
 use metrics::Metrics;
@@ -253,33 +253,19 @@ impl HttpContext for Filter {
             // Our own reply already carries the hardening headers.
             return Action::Continue;
         }
-        let actions = self.policy.hardening.response_actions();
-        if !actions.is_empty() {
-            // One host call reads the names present; a removal or a set-if-absent is a host
+        let hardening = &self.policy.hardening;
+        if !hardening.response_actions().is_empty() {
+            // One host call reads the names present; the core plans the rest, each a host
             // call only when it changes something (most removal-list headers never appear).
             let present = self.get_http_response_headers_bytes();
             let has = |name: &str| present.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
-            for action in actions {
-                match action {
-                    HeaderAction::Remove(name) => {
-                        if has(name) {
-                            self.set_http_response_header(name, None);
-                        }
+            for edit in hardening.response_edits(has) {
+                match edit {
+                    HeaderEdit::Remove(name) => self.set_http_response_header(name, None),
+                    HeaderEdit::Replace(name, value) => {
+                        self.set_http_response_header(name, Some(value));
                     }
-                    // Adding a header the response does not have is cheaper for Envoy than
-                    // replacing it (no search and removal first).
-                    HeaderAction::Set(name, value) => {
-                        if has(name) {
-                            self.set_http_response_header(name, Some(value));
-                        } else {
-                            self.add_http_response_header(name, value);
-                        }
-                    }
-                    HeaderAction::SetIfAbsent(name, value) => {
-                        if !has(name) {
-                            self.add_http_response_header(name, value);
-                        }
-                    }
+                    HeaderEdit::Add(name, value) => self.add_http_response_header(name, value),
                 }
             }
         }

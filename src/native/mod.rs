@@ -19,7 +19,7 @@ use std::sync::Arc;
 use crate::config;
 use crate::policy::auth::jwt::KeySource;
 use crate::policy::body::{BodyPlan, BodyProgress, BodyStep};
-use crate::policy::{Decision, HeaderAction, Policy, Reason, Request};
+use crate::policy::{Decision, HeaderEdit, Policy, Reason, Request};
 
 use abi::{BodyType, HeaderType};
 use host::NativeHost;
@@ -673,28 +673,20 @@ impl Filter {
             // Our own reply already carries the hardening headers.
             return;
         }
-        let actions = self.config.policy.hardening.response_actions();
-        if !actions.is_empty() {
+        let hardening = &self.config.policy.hardening;
+        if !hardening.response_actions().is_empty() {
             let present = stream.headers(HeaderType::ResponseHeader);
             let has = |name: &str| present.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
-            for action in actions {
-                match action {
-                    HeaderAction::Remove(name) => {
-                        if has(name) {
-                            stream.set_header(HeaderType::ResponseHeader, name, None);
-                        }
+            for edit in hardening.response_edits(has) {
+                match edit {
+                    HeaderEdit::Remove(name) => {
+                        stream.set_header(HeaderType::ResponseHeader, name, None);
                     }
-                    HeaderAction::Set(name, value) => {
-                        if has(name) {
-                            stream.set_header(HeaderType::ResponseHeader, name, Some(value));
-                        } else {
-                            stream.add_header(HeaderType::ResponseHeader, name, value);
-                        }
+                    HeaderEdit::Replace(name, value) => {
+                        stream.set_header(HeaderType::ResponseHeader, name, Some(value));
                     }
-                    HeaderAction::SetIfAbsent(name, value) => {
-                        if !has(name) {
-                            stream.add_header(HeaderType::ResponseHeader, name, value);
-                        }
+                    HeaderEdit::Add(name, value) => {
+                        stream.add_header(HeaderType::ResponseHeader, name, value);
                     }
                 }
             }

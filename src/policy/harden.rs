@@ -41,6 +41,18 @@ pub enum HeaderAction {
     Remove(String),
 }
 
+/// One host call on a response's headers, planned from the names it already has: the shells
+/// make exactly these calls (a set, add or removal costs a host call only when it changes
+/// something).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderEdit<'a> {
+    /// Replace the value the response has.
+    Replace(&'a str, &'a str),
+    /// Add a header the response does not have (cheaper for Envoy than a replace).
+    Add(&'a str, &'a str),
+    Remove(&'a str),
+}
+
 /// Headers that reveal the server stack (OWASP Secure Headers Project, headers_remove list).
 pub const DEFAULT_REMOVE: &[&str] = &[
     "server",
@@ -167,6 +179,21 @@ impl Hardening {
     /// The changes to make to every upstream response.
     pub fn response_actions(&self) -> &[HeaderAction] {
         &self.actions
+    }
+
+    /// The edits that harden a response whose header names `has` answers for (any case).
+    pub fn response_edits<'a>(
+        &'a self,
+        has: impl Fn(&str) -> bool + 'a,
+    ) -> impl Iterator<Item = HeaderEdit<'a>> + 'a {
+        self.actions.iter().filter_map(move |action| match action {
+            HeaderAction::Remove(name) => has(name).then_some(HeaderEdit::Remove(name)),
+            HeaderAction::Set(name, value) if has(name) => Some(HeaderEdit::Replace(name, value)),
+            HeaderAction::Set(name, value) => Some(HeaderEdit::Add(name, value)),
+            HeaderAction::SetIfAbsent(name, value) => {
+                (!has(name)).then_some(HeaderEdit::Add(name, value))
+            }
+        })
     }
 
     /// The hardening headers for a response api-guard makes itself.
@@ -317,6 +344,55 @@ fn is_redirect_authority(authority: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn response_edits_touch_only_what_changes() {
+        let h = Hardening::default();
+        let planned = |present: &[&str]| -> Vec<HeaderEdit<'_>> {
+            let present: Vec<String> = present.iter().map(|n| n.to_string()).collect();
+            h.response_edits(move |name| present.iter().any(|n| n.eq_ignore_ascii_case(name)))
+                .collect()
+        };
+        // Nothing present: every set and set-if-absent is an add, no removal.
+        let bare = planned(&[]);
+        assert!(
+            bare.iter().all(|e| matches!(e, HeaderEdit::Add(..))),
+            "{bare:?}"
+        );
+        assert_eq!(
+            bare.len(),
+            h.response_actions()
+                .iter()
+                .filter(|a| !matches!(a, HeaderAction::Remove(_)))
+                .count()
+        );
+        // Present (any case): removals happen, sets replace, set-if-absent is left alone.
+        let names: Vec<&str> = h
+            .response_actions()
+            .iter()
+            .map(|a| match a {
+                HeaderAction::Set(n, _)
+                | HeaderAction::SetIfAbsent(n, _)
+                | HeaderAction::Remove(n) => n.as_str(),
+            })
+            .collect();
+        let upper: Vec<String> = names.iter().map(|n| n.to_ascii_uppercase()).collect();
+        let upper: Vec<&str> = upper.iter().map(String::as_str).collect();
+        for (action, edit) in h
+            .response_actions()
+            .iter()
+            .filter(|a| !matches!(a, HeaderAction::SetIfAbsent(..)))
+            .zip(planned(&upper))
+        {
+            match (action, edit) {
+                (HeaderAction::Remove(n), HeaderEdit::Remove(m)) => assert_eq!(n, m),
+                (HeaderAction::Set(n, v), HeaderEdit::Replace(m, w)) => {
+                    assert_eq!((n.as_str(), v.as_str()), (m, w))
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
 
     fn set_value<'a>(h: &'a Hardening, name: &str) -> Option<&'a str> {
         h.local_reply_headers()

@@ -23,7 +23,7 @@ mod verdict;
 pub use auth::{AuthMethod, Credential, Principal};
 pub use client_ip::ClientIpSource;
 pub use harden::{
-    Hardening, HeaderAction, HttpsPolicy, Profile, DRY_RUN_HEADER, OWNED_HEADER_PREFIX,
+    Hardening, HeaderAction, HeaderEdit, HttpsPolicy, Profile, DRY_RUN_HEADER, OWNED_HEADER_PREFIX,
 };
 pub use host::{HashAlg, Host, NativeVerify, SharedWrite};
 pub use request::{Request, SourceAddress};
